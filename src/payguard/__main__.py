@@ -1,0 +1,3 @@
+from payguard.cli import main
+
+main()

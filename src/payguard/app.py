@@ -1,0 +1,166 @@
+"""create_app(): the FastAPI app with every domain's router mounted."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from payguard import __version__, web
+from payguard.db.engine import Database
+from payguard.errors import BodyTooLarge, ProblemError
+from payguard.identity.api import router as identity_router
+from payguard.ledger.api import router as ledger_router
+from payguard.observability import (
+    PAYMENTS_BY_STATUS,
+    REGISTRY,
+    configure_logging,
+    get_logger,
+    observe_request,
+)
+from payguard.payments import service as payments_service
+from payguard.payments.api import router as payments_router
+from payguard.payments.rails import SimulatedRail
+from payguard.risk.engine import PassThroughAssessor
+from payguard.settings import Settings, get_settings
+
+log = get_logger("payguard.app")
+
+
+class BodySizeLimit:
+    """Refuse bodies over the limit before they are read into memory."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, send)
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await self._refuse(scope, send)
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        problem = BodyTooLarge(f"the request body must be at most {self.max_bytes} bytes")
+        response = JSONResponse(
+            problem.to_problem(instance=scope.get("path")),
+            status_code=413,
+            media_type=web.PROBLEM_JSON,
+        )
+        await response(scope, _no_receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def _hold_sweeper(services: web.Services, stop: threading.Event, interval: float) -> None:
+    while not stop.wait(interval):
+        try:
+            released = payments_service.expire_holds(services.payments)
+            if released:
+                log.info("holds_expired", count=released)
+        except Exception as error:  # the sweeper must outlive a bad minute of the database
+            log.warning("hold_sweeper_failed", error_type=type(error).__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.json_logs)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.database_url, pool_size=settings.database_pool_size)
+        rail = SimulatedRail(
+            latency_ms=settings.rail_latency_ms,
+            failure_rate=settings.rail_failure_rate,
+            seed=settings.rail_seed,
+        )
+        services = web.Services(
+            settings=settings,
+            db=db,
+            payments=payments_service.PaymentService(db, settings, PassThroughAssessor(), rail),
+        )
+        app.state.services = services
+        stop = threading.Event()
+        sweeper = threading.Thread(
+            target=_hold_sweeper, args=(services, stop, 30.0), name="hold-sweeper", daemon=True
+        )
+        sweeper.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            sweeper.join(timeout=5)
+            db.dispose()
+
+    app = FastAPI(
+        title="payguard",
+        version=__version__,
+        description="Secure e-wallet and mobile-payment platform API",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(ProblemError, web.handle_problem)
+    app.add_exception_handler(RequestValidationError, web.handle_validation)
+    app.add_exception_handler(StarletteHTTPException, web.handle_http)
+    app.add_exception_handler(Exception, web.handle_unexpected)
+    app.middleware("http")(observe_request)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+
+    @app.get("/healthz", tags=["operations"], summary="The process is up")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], summary="The database answers")
+    def readyz() -> Response:
+        ready = app.state.services.db.ping()
+        return JSONResponse(
+            {"status": "ready" if ready else "unavailable", "database": ready},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    def metrics() -> Response:
+        services: web.Services = app.state.services
+        with services.db.read() as session:
+            counts: dict[str, Any] = payments_service.payments_by_status(session)
+        PAYMENTS_BY_STATUS.clear()
+        for status, count in counts.items():
+            PAYMENTS_BY_STATUS.labels(status).set(count)
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(identity_router)
+    app.include_router(ledger_router)
+    app.include_router(payments_router)
+    return app

@@ -1,0 +1,399 @@
+"""The ``payguard`` command. Sub-commands are thin: they call domain services."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.exc import OperationalError
+
+from payguard import clock
+from payguard.db.engine import Database
+from payguard.errors import ProblemError
+from payguard.settings import Settings, get_settings
+
+app = typer.Typer(
+    help="payguard: secure e-wallet and mobile-payment platform",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database migrations", no_args_is_help=True)
+config_app = typer.Typer(help="Settings", no_args_is_help=True)
+demo_app = typer.Typer(help="Demo data", no_args_is_help=True)
+accounts_app = typer.Typer(help="Ledger accounts", no_args_is_help=True)
+staff_app = typer.Typer(help="Staff users", no_args_is_help=True)
+merchants_app = typer.Typer(help="Merchants", no_args_is_help=True)
+ledger_app = typer.Typer(help="Ledger maintenance", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+app.add_typer(demo_app, name="demo")
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(staff_app, name="staff")
+app.add_typer(merchants_app, name="merchants")
+app.add_typer(ledger_app, name="ledger")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+def _database(settings: Settings) -> Database:
+    return Database(settings.database_url)
+
+
+def fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    """Entry point: domain problems become one clear line, never a traceback."""
+    try:
+        app()
+    except ProblemError as error:
+        err_console.print(f"[red]error:[/red] {error.detail} [dim]({error.code})[/dim]")
+        sys.exit(2)
+    except OperationalError as error:
+        # Connection details may hold credentials: say what failed, not the URL.
+        reason = str(error.orig).splitlines()[0] if error.orig else "unknown"
+        err_console.print(
+            f"[red]error:[/red] database error: {reason} "
+            "(is PAYGUARD_DATABASE_URL right, and has `payguard db upgrade` run?)"
+        )
+        sys.exit(3)
+
+
+# ---------------------------------------------------------------- serve / db / config
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="Port")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes")] = None,
+) -> None:
+    """Serve the API and console (uvicorn, uvloop + httptools)."""
+    import uvicorn
+
+    settings = _settings()
+    bind_host = host or settings.host
+    bind_port = port or settings.port
+    console.print(f"payguard API     http://{bind_host}:{bind_port}/docs")
+    console.print(f"payguard console http://{bind_host}:{bind_port}/console")
+    uvicorn.run(
+        "payguard.app:create_app",
+        factory=True,
+        host=bind_host,
+        port=bind_port,
+        workers=workers or settings.workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations up to REVISION (default: the newest)."""
+    from payguard.db.migrate import current, upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url, revision)
+    console.print(f"database at revision {current(settings.database_url)}")
+
+
+@config_app.command("show")
+def config_show(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Print the effective settings, secrets redacted."""
+    shown = _settings().redacted()
+    if as_json:
+        console.print_json(json.dumps(shown, default=str))
+        return
+    table = Table("setting", "value", title="payguard settings (PAYGUARD_*)")
+    for name, value in sorted(shown.items()):
+        table.add_row(
+            name, json.dumps(value, default=str) if isinstance(value, dict) else str(value)
+        )
+    console.print(table)
+
+
+# ---------------------------------------------------------------- demo
+
+
+@demo_app.command("seed")
+def demo_seed() -> None:
+    """Create demo staff, customers, merchants and history (idempotent)."""
+    from payguard.demo.seed import seed_demo
+
+    settings = _settings()
+    database = _database(settings)
+    try:
+        summary = seed_demo(database, settings)
+    finally:
+        database.dispose()
+    if summary.created:
+        console.print("[green]demo data seeded[/green]")
+    else:
+        console.print("demo data already present")
+    console.print(f"  customers: {', '.join(summary.customer_usernames)}")
+    console.print(f"  customer password: {settings.demo_password.get_secret_value()}")
+    console.print(f"  staff admin: {summary.staff_username} (password as above)")
+
+
+# ---------------------------------------------------------------- accounts
+
+
+def _account_row(table: Table, account: object) -> None:
+    from payguard.money import format_amount
+
+    a = account
+    table.add_row(
+        a.id,  # type: ignore[attr-defined]
+        a.kind,  # type: ignore[attr-defined]
+        a.name,  # type: ignore[attr-defined]
+        a.status,  # type: ignore[attr-defined]
+        format_amount(a.balance, a.currency),  # type: ignore[attr-defined]
+        format_amount(a.balance - a.held, a.currency),  # type: ignore[attr-defined]
+    )
+
+
+@accounts_app.command("list")
+def accounts_list(
+    kind: Annotated[str | None, typer.Option(help="customer_wallet, merchant or system")] = None,
+    owner: Annotated[str | None, typer.Option(help="Owner id (customer or merchant)")] = None,
+    limit: int = 50,
+) -> None:
+    """List accounts with balances."""
+    from payguard.ledger import service as ledger
+
+    settings = _settings()
+    database = _database(settings)
+    with database.read() as session:
+        accounts = ledger.list_accounts(session, owner_id=owner, kind=kind, limit=limit)
+        table = Table("id", "kind", "name", "status", "ledger", "available")
+        for account in accounts:
+            _account_row(table, account)
+    database.dispose()
+    console.print(table)
+
+
+@accounts_app.command("show")
+def accounts_show(account_id: str) -> None:
+    """One account and its balances."""
+    from payguard.ledger import service as ledger
+
+    settings = _settings()
+    database = _database(settings)
+    with database.read() as session:
+        account = ledger.get_account(session, account_id)
+        table = Table("id", "kind", "name", "status", "ledger", "available")
+        _account_row(table, account)
+    database.dispose()
+    console.print(table)
+
+
+def _set_status(account_id: str, status: str, reason: str) -> None:
+    from payguard.ledger import service as ledger
+    from payguard.ledger.models import AccountStatus
+
+    settings = _settings()
+    database = _database(settings)
+    try:
+        database.transact(
+            lambda session: ledger.set_status(
+                session, account_id, AccountStatus(status), reason=reason
+            )
+        )
+    finally:
+        database.dispose()
+    console.print(f"{account_id}: {status}")
+
+
+@accounts_app.command("freeze")
+def accounts_freeze(
+    account_id: str, reason: Annotated[str, typer.Option(help="Why (recorded)")]
+) -> None:
+    """Freeze an account (no debits; credits still allowed)."""
+    _set_status(account_id, "frozen", reason)
+
+
+@accounts_app.command("unfreeze")
+def accounts_unfreeze(
+    account_id: str, reason: Annotated[str, typer.Option(help="Why (recorded)")]
+) -> None:
+    """Unfreeze an account."""
+    _set_status(account_id, "active", reason)
+
+
+@app.command()
+def statement(
+    account_id: str,
+    period_from: Annotated[str | None, typer.Option("--from", help="ISO date or time, UTC")] = None,
+    period_to: Annotated[str | None, typer.Option("--to", help="ISO date or time, UTC")] = None,
+    csv_out: Annotated[bool, typer.Option("--csv", help="CSV instead of a table")] = False,
+) -> None:
+    """Print an account statement with opening and closing balance."""
+    from payguard.ledger import service as ledger
+    from payguard.ledger.api import statement_csv
+    from payguard.ledger.schemas import StatementLineOut, StatementOut
+    from payguard.money import format_amount
+
+    end = _parse_moment(period_to) if period_to else clock.now()
+    start = _parse_moment(period_from) if period_from else end - timedelta(days=30)
+    settings = _settings()
+    database = _database(settings)
+    with database.read() as session:
+        result = ledger.statement(session, account_id, start, end)
+    database.dispose()
+    if csv_out:
+        from dataclasses import asdict
+
+        out = StatementOut(
+            account_id=result.account_id,
+            currency=result.currency,
+            period_from=result.period_from,
+            period_to=result.period_to,
+            opening_balance=result.opening_balance,
+            closing_balance=result.closing_balance,
+            lines=[StatementLineOut(**asdict(line)) for line in result.lines],
+        )
+        sys.stdout.write(statement_csv(out))
+        return
+    table = Table(
+        "time (UTC)",
+        "kind",
+        "amount",
+        "balance",
+        "counterparty",
+        "reference",
+        title=f"{account_id} {start:%Y-%m-%d} → {end:%Y-%m-%d}",
+    )
+    for line in result.lines:
+        table.add_row(
+            f"{line.created_at:%Y-%m-%d %H:%M:%S}",
+            line.kind,
+            format_amount(line.amount, result.currency),
+            format_amount(line.balance_after, result.currency),
+            line.counterparty_account_id,
+            line.reference or "",
+        )
+    console.print(f"opening balance {format_amount(result.opening_balance, result.currency)}")
+    console.print(table)
+    console.print(f"closing balance {format_amount(result.closing_balance, result.currency)}")
+
+
+def _parse_moment(value: str) -> datetime:
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            return datetime(day.year, day.month, day.day, tzinfo=UTC)
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"'{value}' is not an ISO date (2026-01-31) or time (2026-01-31T12:00:00Z)")
+        raise
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# ---------------------------------------------------------------- staff / merchants / ledger
+
+
+@staff_app.command("create")
+def staff_create(
+    username: str,
+    role: Annotated[
+        str,
+        typer.Option(
+            help="viewer, risk_analyst, incident_commander, operations, compliance, auditor, admin"
+        ),
+    ] = "admin",
+    password: Annotated[
+        str | None,
+        typer.Option(help="Password for console login; prompted when --prompt-password is given"),
+    ] = None,
+    prompt_password: bool = False,
+) -> None:
+    """Create a staff user and print their first session token (shown once)."""
+    from payguard.identity import service as identity
+
+    if prompt_password:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    settings = _settings()
+    database = _database(settings)
+    try:
+        staff, issued = database.transact(
+            lambda session: identity.create_staff(
+                session, settings, username=username, role=role, password=password
+            )
+        )
+    finally:
+        database.dispose()
+    console.print(f"staff user {staff.username} ({staff.role}) created: {staff.id}")
+    console.print(f"session token (shown once, valid {issued.expires_in // 60} min):")
+    print(issued.token)
+
+
+@merchants_app.command("create")
+def merchants_create(
+    name: str,
+    owner: Annotated[str | None, typer.Option(help="Owning customer id")] = None,
+    currency: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Onboard a merchant with its own ledger account."""
+    from payguard.payments import service as payments
+
+    settings = _settings()
+    database = _database(settings)
+    try:
+        merchant = database.transact(
+            lambda session: payments.create_merchant(
+                session, settings, name=name, owner_customer_id=owner, currency=currency
+            )
+        )
+    finally:
+        database.dispose()
+    console.print(f"merchant {merchant.id} ({merchant.name}) account {merchant.account_id}")
+
+
+@ledger_app.command("check")
+def ledger_check() -> None:
+    """Recompute the ledger's invariants; exit 1 if any is broken."""
+    from payguard.ledger import service as ledger
+
+    settings = _settings()
+    database = _database(settings)
+    with database.read() as session:
+        report = ledger.check_invariants(session)
+    database.dispose()
+    for currency, total in sorted(report.currency_sums.items()):
+        console.print(f"sum of balances {currency}: {total}")
+    if report.ok:
+        console.print("[green]ledger invariants hold[/green]")
+        return
+    console.print(f"[red]ledger invariants broken[/red]: {report}")
+    raise typer.Exit(1)
+
+
+@ledger_app.command("sweep-holds")
+def ledger_sweep_holds() -> None:
+    """Release holds past their expiry now (the server also does this every 30 s)."""
+    from payguard.payments import service as payments
+    from payguard.payments.rails import SimulatedRail
+    from payguard.risk.engine import PassThroughAssessor
+
+    settings = _settings()
+    database = _database(settings)
+    service = payments.PaymentService(database, settings, PassThroughAssessor(), SimulatedRail())
+    try:
+        released = payments.expire_holds(service)
+    finally:
+        database.dispose()
+    console.print(f"released {released} expired holds")

@@ -1,0 +1,9 @@
+"""Imports every domain's models so ``Base.metadata`` knows all tables."""
+
+from payguard.db.base import Base
+from payguard.events import models as _events  # noqa: F401
+from payguard.identity import models as _identity  # noqa: F401
+from payguard.ledger import models as _ledger  # noqa: F401
+from payguard.payments import models as _payments  # noqa: F401
+
+metadata = Base.metadata

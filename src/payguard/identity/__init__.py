@@ -1,0 +1,1 @@
+"""Customers, staff, credentials and sessions."""

@@ -1,0 +1,26 @@
+"""Time-ordered identifiers (UUIDv7), prefixed by type: ``acc_…``, ``pay_…``."""
+
+from __future__ import annotations
+
+import uuid_utils
+
+PREFIXES = {
+    "account": "acc",
+    "transfer": "trf",
+    "hold": "hld",
+    "payment": "pay",
+    "customer": "cus",
+    "staff": "stf",
+    "session": "ses",
+    "event": "evt",
+    "merchant": "mer",
+    "rail_operation": "rop",
+}
+
+
+def new_id(kind: str) -> str:
+    return f"{PREFIXES[kind]}_{uuid_utils.uuid7().hex}"
+
+
+def has_prefix(value: str, kind: str) -> bool:
+    return value.startswith(PREFIXES[kind] + "_")

@@ -1,0 +1,116 @@
+"""Structured logging, request IDs and Prometheus metrics.
+
+Logs carry the request id, route template, status and duration; never bodies,
+headers or query strings, which is where personal data and tokens would travel.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Match
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+HTTP_REQUESTS = Counter(
+    "payguard_http_requests_total",
+    "HTTP requests by method, route template and status code",
+    ["method", "route", "status"],
+    registry=REGISTRY,
+)
+HTTP_LATENCY = Histogram(
+    "payguard_http_request_duration_seconds",
+    "HTTP request latency by route template",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    registry=REGISTRY,
+)
+PAYMENTS_BY_STATUS = Gauge(
+    "payguard_payments",
+    "Payments in the database by kind of status (read at scrape time)",
+    ["status"],
+    registry=REGISTRY,
+)
+PAYMENT_REPLIES = Counter(
+    "payguard_payment_replies_total",
+    "Payment submissions answered by this process, by resulting status",
+    ["status"],
+    registry=REGISTRY,
+)
+
+
+def _add_request_id(
+    _logger: object, _method: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    request_id = request_id_var.get()
+    if request_id:
+        event_dict["request_id"] = request_id
+    return event_dict
+
+
+def configure_logging(level: str = "INFO", json_logs: bool = False) -> None:
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer()
+        if json_logs
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            _add_request_id,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
+    return logger
+
+
+def route_template(request: Request) -> str:
+    """The matched route's path template, so metrics never carry ids from the URL."""
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match == Match.FULL:
+            return str(getattr(route, "path", "unmatched"))
+    return "unmatched"
+
+
+async def observe_request(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    incoming = request.headers.get("x-request-id", "")
+    # Accept a caller's id only if it looks like one; never echo arbitrary text.
+    valid = 0 < len(incoming) <= 64 and all(c.isalnum() or c in "-_." for c in incoming)
+    request_id = incoming if valid else uuid.uuid4().hex
+    token = request_id_var.set(request_id)
+    started = time.perf_counter()
+    try:
+        response = await call_next(request)
+    finally:
+        request_id_var.reset(token)
+    elapsed = time.perf_counter() - started
+    route = route_template(request)
+    HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+    HTTP_LATENCY.labels(request.method, route).observe(elapsed)
+    response.headers["X-Request-ID"] = request_id
+    return response

@@ -1,0 +1,1 @@
+"""Payment instructions and their lifecycle, idempotency, limits, fees and rails."""

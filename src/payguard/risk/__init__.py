@@ -1,0 +1,1 @@
+"""Risk assessment of payments. For now a pass-through; the risk-engine issue fills it."""

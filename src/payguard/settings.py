@@ -1,0 +1,122 @@
+"""One Settings object for the whole platform; no other module reads the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TierLimits(BaseModel):
+    """Outgoing-payment limits of one KYC tier, in minor units of the wallet currency."""
+
+    per_payment_max: int = Field(gt=0)
+    daily_amount_max: int = Field(gt=0)
+    daily_count_max: int = Field(gt=0)
+
+
+class FeeRule(BaseModel):
+    """Fee of one payment kind: fixed + basis points of the amount, clamped to [min, max]."""
+
+    fixed: int = Field(default=0, ge=0)
+    basis_points: int = Field(default=0, ge=0, le=10_000)
+    minimum: int = Field(default=0, ge=0)
+    maximum: int | None = Field(default=None, ge=0)
+
+
+def _default_tier_limits() -> dict[int, TierLimits]:
+    # Defaults follow the PBoC 2015 No. 43 Class I/II/III payment-account idea: the less
+    # identity is verified, the less money may move. Amounts in fen (CNY minor units).
+    return {
+        0: TierLimits(per_payment_max=50_000, daily_amount_max=100_000, daily_count_max=10),
+        1: TierLimits(per_payment_max=500_000, daily_amount_max=1_000_000, daily_count_max=50),
+        2: TierLimits(per_payment_max=5_000_000, daily_amount_max=10_000_000, daily_count_max=200),
+        3: TierLimits(
+            per_payment_max=50_000_000, daily_amount_max=100_000_000, daily_count_max=1000
+        ),
+    }
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PAYGUARD_", env_file=".env", extra="ignore", env_nested_delimiter="__"
+    )
+
+    env: Literal["development", "production", "test"] = "development"
+    database_url: str = "sqlite:///var/payguard.db"
+    database_pool_size: int = Field(default=10, ge=1)
+    redis_url: str | None = None
+    nats_url: str | None = None
+    require_services: bool = False
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1)
+    log_level: str = "INFO"
+    log_json: bool | None = None  # None: JSON in production, console otherwise
+
+    default_currency: str = "CNY"
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    session_ttl_seconds: int = Field(default=3600, ge=60)
+    idempotency_ttl_hours: int = Field(default=24, ge=24)
+    idempotency_wait_seconds: float = Field(default=5.0, ge=0)
+    hold_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65536, ge=8)
+    argon2_parallelism: int = Field(default=4, ge=1)
+
+    rail_latency_ms: int = Field(default=0, ge=0)
+    rail_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    rail_seed: int | None = None
+
+    tier_limits: dict[int, TierLimits] = Field(default_factory=_default_tier_limits)
+    fees: dict[str, FeeRule] = Field(
+        default_factory=lambda: {"withdrawal": FeeRule(fixed=100, basis_points=10, maximum=2500)}
+    )
+
+    demo_password: SecretStr = SecretStr("demo-Passw0rd!")
+    var_dir: Path = Path("var")
+
+    @field_validator("default_currency")
+    @classmethod
+    def _upper_currency(cls, value: str) -> str:
+        return value.upper()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def json_logs(self) -> bool:
+        return self.env == "production" if self.log_json is None else self.log_json
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective settings with secrets and credentials hidden, for display."""
+        shown: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(getattr(self, name), SecretStr):
+                shown[name] = "**********"
+            elif name.endswith("_url") and isinstance(value, str):
+                shown[name] = _redact_url(value)
+            else:
+                shown[name] = value
+        return shown
+
+
+def _redact_url(url: str) -> str:
+    """Hide the password part of a connection URL."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

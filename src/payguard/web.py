@@ -1,0 +1,183 @@
+"""What every router shares: the app's services, the caller, idempotency scopes, problems."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from payguard.db.engine import Database
+from payguard.errors import (
+    PROBLEM_BASE,
+    Forbidden,
+    IdempotencyKeyMissing,
+    MalformedBody,
+    NotAuthenticated,
+    ProblemError,
+    ValidationProblem,
+)
+from payguard.identity import service as identity
+from payguard.identity.service import Principal
+from payguard.observability import get_logger
+from payguard.payments import idempotency
+from payguard.payments.service import IdempotencyScope, PaymentService, Reply
+from payguard.settings import Settings
+
+PROBLEM_JSON = "application/problem+json"
+log = get_logger("payguard.web")
+
+
+@dataclass
+class Services:
+    """Built once per app in the lifespan; routers reach them through ``services``."""
+
+    settings: Settings
+    db: Database
+    payments: PaymentService
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return token.strip()
+    return request.cookies.get("payguard_session")
+
+
+def current_principal(request: Request, svc: ServicesDep) -> Principal:
+    token = _bearer(request)
+    if not token:
+        raise NotAuthenticated("send 'Authorization: Bearer <session token>'")
+    with svc.db.read() as session:
+        principal = identity.resolve_token(session, token)
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def require_customer(principal: PrincipalDep) -> Principal:
+    if principal.kind != "customer":
+        raise Forbidden("this endpoint is for customers")
+    return principal
+
+
+def require_staff(*roles: str) -> Any:
+    """A dependency admitting staff with one of ``roles`` (admin always passes)."""
+
+    def check(principal: PrincipalDep) -> Principal:
+        if not principal.is_staff:
+            raise Forbidden("this endpoint is for staff")
+        if roles and principal.role not in roles and principal.role != "admin":
+            raise Forbidden(f"this needs one of the roles: {', '.join(roles)}")
+        return principal
+
+    return Depends(check)
+
+
+async def idempotency_scope(
+    request: Request,
+    principal: PrincipalDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> IdempotencyScope:
+    """Required on POSTs that move money: scoped to the caller, bound to the exact body."""
+    if idempotency_key is None:
+        raise IdempotencyKeyMissing(
+            "send an Idempotency-Key header (a fresh UUID per payment) so a retry cannot pay twice"
+        )
+    key = idempotency.check_key(idempotency_key)
+    body = await request.body()
+    fingerprint = idempotency.request_hash(request.method, request.url.path, body)
+    return IdempotencyScope(
+        scope=f"{principal.kind}:{principal.subject_id}", key=key, fingerprint=fingerprint
+    )
+
+
+IdempotencyDep = Annotated[IdempotencyScope, Depends(idempotency_scope)]
+
+
+def reply_response(reply: Reply) -> Response:
+    headers = {"Idempotent-Replayed": "true"} if reply.replayed else {}
+    return Response(
+        content=reply.body,
+        status_code=reply.status_code,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def problem_response(error: ProblemError, request: Request) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    return JSONResponse(
+        error.to_problem(instance=request.url.path),
+        status_code=error.status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+async def handle_problem(request: Request, error: Exception) -> Response:
+    assert isinstance(error, ProblemError)
+    return problem_response(error, request)
+
+
+async def handle_validation(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    errors = error.errors()
+    if any(item.get("type") == "json_invalid" for item in errors):
+        return problem_response(MalformedBody("the body is not valid JSON"), request)
+    # Report where and what, never the submitted value: it may be personal data.
+    fields = [
+        {"field": ".".join(str(part) for part in item.get("loc", ())), "message": item.get("msg")}
+        for item in errors
+    ]
+    first = fields[0] if fields else {"field": "?", "message": "invalid"}
+    problem = ValidationProblem(f"{first['field']}: {first['message']}", errors=fields)
+    return problem_response(problem, request)
+
+
+async def handle_http(request: Request, error: Exception) -> Response:
+    assert isinstance(error, StarletteHTTPException)
+    body = {
+        "type": PROBLEM_BASE + ("not-found" if error.status_code == 404 else "http-error"),
+        "title": str(error.detail),
+        "status": error.status_code,
+        "detail": str(error.detail),
+        "code": "not-found" if error.status_code == 404 else f"http-{error.status_code}",
+    }
+    return Response(
+        orjson.dumps(body),
+        status_code=error.status_code,
+        media_type=PROBLEM_JSON,
+        headers=getattr(error, "headers", None),
+    )
+
+
+async def handle_unexpected(request: Request, error: Exception) -> Response:
+    log.error(
+        "unhandled_error",
+        path_template=request.scope.get("route") and getattr(request.scope["route"], "path", None),
+        error_type=type(error).__name__,
+    )
+    body = {
+        "type": PROBLEM_BASE + "internal-error",
+        "title": "Internal error",
+        "status": 500,
+        "detail": "something went wrong on our side; nothing was changed if the request failed",
+        "code": "internal-error",
+    }
+    return Response(orjson.dumps(body), status_code=500, media_type=PROBLEM_JSON)

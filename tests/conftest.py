@@ -1,0 +1,125 @@
+"""Shared fixtures: every database test runs on SQLite and on PostgreSQL.
+
+PostgreSQL tests use the server at 127.0.0.1:5432 (database ``test``), in a schema
+of their own per test run and worker, so runs never collide. When the server is
+unreachable they skip with a reason, unless PAYGUARD_REQUIRE_SERVICES=1 (CI),
+where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from payguard.app import create_app
+from payguard.db.engine import Database
+from payguard.db.migrate import upgrade
+from payguard.db.registry import metadata
+from payguard.settings import Settings
+
+REQUIRE_SERVICES = os.environ.get("PAYGUARD_REQUIRE_SERVICES") == "1"
+PG_DSN = os.environ.get("PAYGUARD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def service_unavailable(what: str, error: Exception) -> None:
+    """Fail in CI, skip with a reason on a laptop."""
+    message = f"{what} is not reachable ({error.__class__.__name__}: {error})"
+    if REQUIRE_SERVICES:
+        pytest.fail(message + "; PAYGUARD_REQUIRE_SERVICES=1 makes this a failure")
+    pytest.skip(message + "; set PAYGUARD_REQUIRE_SERVICES=1 to make this a failure")
+
+
+def sqlalchemy_pg_url(schema: str) -> str:
+    base = PG_DSN.replace("postgresql://", "postgresql+psycopg://", 1)
+    return f"{base}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_schema_url() -> Iterator[str]:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    schema = f"pgt_{worker}_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(PG_DSN, autocommit=True, connect_timeout=3) as connection:
+            connection.execute(f'CREATE SCHEMA "{schema}"')
+    except psycopg.OperationalError as error:
+        service_unavailable("PostgreSQL at 127.0.0.1:5432", error)
+    url = sqlalchemy_pg_url(schema)
+    upgrade(url)
+    yield url
+    with psycopg.connect(PG_DSN, autocommit=True) as connection:
+        connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def reset_postgres(url: str) -> None:
+    """Empty every table. Replica mode lets TRUNCATE pass the immutability triggers."""
+    tables = ", ".join(table.name for table in metadata.sorted_tables)
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("SET LOCAL session_replication_role = replica"))
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        target = tmp_path / "payguard.db"
+        shutil.copyfile(template, target)
+        return f"sqlite:///{target}"
+    url: str = request.getfixturevalue("postgres_schema_url")
+    reset_postgres(url)
+    return url
+
+
+def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "env": "test",
+        "database_url": database_url,
+        "var_dir": tmp_path / "var",
+        # Cheap Argon2 parameters keep the suite fast; production defaults are documented.
+        "argon2_time_cost": 1,
+        "argon2_memory_kib": 64,
+        "argon2_parallelism": 1,
+        "idempotency_wait_seconds": 10.0,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return make_settings(database_url, tmp_path)
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Database]:
+    database = Database(settings.database_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
