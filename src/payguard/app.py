@@ -131,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Secure e-wallet and mobile-payment platform API",
         lifespan=lifespan,
     )
+    app.state.access_log = settings.access_log
     app.add_exception_handler(ProblemError, web.handle_problem)
     app.add_exception_handler(RequestValidationError, web.handle_validation)
     app.add_exception_handler(StarletteHTTPException, web.handle_http)

@@ -17,8 +17,8 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match
 
+access_log = structlog.get_logger("payguard.access")
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -87,12 +87,9 @@ def get_logger(name: str) -> structlog.stdlib.BoundLogger:
 
 
 def route_template(request: Request) -> str:
-    """The matched route's path template, so metrics never carry ids from the URL."""
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match == Match.FULL:
-            return str(getattr(route, "path", "unmatched"))
-    return "unmatched"
+    """The matched route's path template (set by the router), so metrics never carry ids."""
+    route = request.scope.get("route")
+    return str(getattr(route, "path", "unmatched"))
 
 
 async def observe_request(
@@ -113,4 +110,13 @@ async def observe_request(
     HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
     HTTP_LATENCY.labels(request.method, route).observe(elapsed)
     response.headers["X-Request-ID"] = request_id
+    if request.app.state.access_log:
+        access_log.info(
+            "request",
+            request_id=request_id,
+            method=request.method,
+            route=route,
+            status=response.status_code,
+            duration_ms=round(elapsed * 1000, 2),
+        )
     return response

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1)
     log_level: str = "INFO"
     log_json: bool | None = None  # None: JSON in production, console otherwise
+    access_log: bool = True
 
     default_currency: str = "CNY"
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)

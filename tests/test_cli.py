@@ -1,0 +1,103 @@
+"""The `payguard` command: set-up, demo data, accounts, statements, settings."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from payguard import cli
+from payguard.settings import get_settings
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    database = tmp_path / "var" / "payguard.db"
+    monkeypatch.setenv("PAYGUARD_DATABASE_URL", f"sqlite:///{database}")
+    monkeypatch.setenv("PAYGUARD_ARGON2_TIME_COST", "1")
+    monkeypatch.setenv("PAYGUARD_ARGON2_MEMORY_KIB", "64")
+    monkeypatch.setenv("PAYGUARD_ARGON2_PARALLELISM", "1")
+    get_settings.cache_clear()
+    yield database
+    get_settings.cache_clear()
+
+
+def invoke(*args: str) -> str:
+    result = runner.invoke(cli.app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_upgrade_creates_the_database_folder_and_seed_is_idempotent(cli_env: Path) -> None:
+    assert not cli_env.parent.exists()
+    assert "revision 0001" in invoke("db", "upgrade")
+    assert "demo data seeded" in invoke("demo", "seed")
+    assert "already present" in invoke("demo", "seed")
+    listing = invoke("accounts", "list", "--kind", "customer_wallet")
+    assert listing.count("customer_w") == 4
+    assert "ledger invariants hold" in invoke("ledger", "check")
+
+
+def test_freeze_statement_and_errors(cli_env: Path) -> None:
+    invoke("db", "upgrade")
+    invoke("demo", "seed")
+    from payguard.db.engine import Database
+    from payguard.ledger import service as ledger
+
+    database = Database(f"sqlite:///{cli_env}")
+    with database.read() as session:
+        wallet = ledger.list_accounts(session, kind="customer_wallet")[0].id
+    database.dispose()
+    assert "frozen" in invoke("accounts", "freeze", wallet, "--reason", "suspected takeover")
+    assert "frozen" in invoke("accounts", "show", wallet)
+    assert "active" in invoke("accounts", "unfreeze", wallet, "--reason", "customer verified")
+    out = invoke("statement", wallet, "--csv")
+    assert out.splitlines()[0].startswith("# account")
+    assert "opening balance" in invoke("statement", wallet)
+    bad_date = runner.invoke(cli.app, ["statement", wallet, "--from", "yesterday"])
+    assert bad_date.exit_code == 1
+    assert "not an ISO date" in bad_date.output
+
+
+def test_domain_errors_are_one_line_not_a_traceback(cli_env: Path) -> None:
+    invoke("db", "upgrade")
+    result = subprocess.run(
+        [sys.executable, "-m", "payguard", "accounts", "show", "acc_missing"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "account-not-found" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_config_show_redacts_secrets(cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAYGUARD_REDIS_URL", "redis://user:s3cret-pass@127.0.0.1:6379/0")
+    monkeypatch.setenv("PAYGUARD_DEMO_PASSWORD", "another-s3cret")
+    get_settings.cache_clear()
+    out = invoke("config", "show", "--json")
+    assert "s3cret-pass" not in out
+    assert "another-s3cret" not in out
+    assert "user:***@127.0.0.1" in out
+
+
+def test_staff_create_prints_a_working_token(cli_env: Path) -> None:
+    invoke("db", "upgrade")
+    out = invoke("staff", "create", "ops1", "--role", "operations")
+    token = out.strip().splitlines()[-1]
+    from payguard.db.engine import Database
+    from payguard.identity import service as identity
+
+    database = Database(f"sqlite:///{cli_env}")
+    with database.read() as session:
+        principal = identity.resolve_token(session, token)
+    database.dispose()
+    assert principal.is_staff and principal.role == "operations"
+    bad = runner.invoke(cli.app, ["staff", "create", "ops2", "--role", "emperor"])
+    assert bad.exit_code != 0
