@@ -6,12 +6,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from payguard import ids
 from payguard.db.engine import Database
 from payguard.identity import service as identity
-from payguard.ledger import service as ledger
-from payguard.ledger.models import SystemAccount
+from payguard.identity.service import Principal
 from payguard.payments import service as payments
+from payguard.payments.rails import SimulatedRail
+from payguard.payments.schemas import PaymentRequest
+from payguard.risk.engine import PassThroughAssessor
 from payguard.settings import Settings
 
 DEMO_CUSTOMERS = (
@@ -35,18 +36,39 @@ def seed_demo(database: Database, settings: Settings) -> SeedSummary:
     with database.read() as session:
         if identity.find_customer(session, usernames[0]) is not None:
             return SeedSummary(created=False, customer_usernames=usernames)
-    database.transact(lambda session: _seed(session, settings))
+    owners = database.transact(lambda session: _seed(session, settings))
+    _seed_history(database, settings, owners)
     return SeedSummary(created=True, customer_usernames=usernames)
 
 
-def _seed(session: Session, settings: Settings) -> None:
+def _seed_history(database: Database, settings: Settings, owners: dict[str, str]) -> None:
+    """Opening top-ups and a few payments, made through the real payment pipeline."""
+    service = payments.PaymentService(database, settings, PassThroughAssessor(), SimulatedRail())
+    currency = settings.default_currency
+
+    def pay(username: str, **fields: object) -> None:
+        principal = Principal(kind="customer", subject_id=owners[username], session_id="seed")
+        request = PaymentRequest.model_validate({"currency": currency, **fields})
+        service.submit(principal, request, None)
+
+    for username, _name, _tier, opening in DEMO_CUSTOMERS:
+        if opening:
+            pay(username, kind="top_up", amount=opening, bank_account="6222020200001234")
+    with database.read() as session:
+        merchant_id = payments.list_merchants(session)[0].id
+    pay("alice", kind="p2p", amount=12_345, payee_username="bob", memo="dinner")
+    pay("bob", kind="p2p", amount=2_000, payee_username="carol", memo="coffee")
+    pay("alice", kind="merchant", amount=3_800, merchant_id=merchant_id, memo="latte x2")
+    pay("bob", kind="withdrawal", amount=10_000, bank_account="6222020200005678")
+
+
+def _seed(session: Session, settings: Settings) -> dict[str, str]:
     password = settings.demo_password.get_secret_value()
     identity.create_staff(session, settings, username=DEMO_STAFF, role="admin", password=password)
     currency = settings.default_currency
-    settlement = ledger.system_account_id(session, SystemAccount.BANK_SETTLEMENT, currency)
     owners: dict[str, str] = {}
-    for username, display_name, tier, opening in DEMO_CUSTOMERS:
-        customer, wallet_id = identity.register_customer(
+    for username, display_name, tier, _opening in DEMO_CUSTOMERS:
+        customer, _wallet_id = identity.register_customer(
             session,
             settings,
             username=username,
@@ -55,18 +77,6 @@ def _seed(session: Session, settings: Settings) -> None:
             kyc_tier=tier,
         )
         owners[username] = customer.id
-        if opening:
-            # Opening balances arrive the way real money does: from the bank side.
-            ledger.post_transfer(
-                session,
-                debit_account_id=settlement,
-                credit_account_id=wallet_id,
-                amount=opening,
-                currency=currency,
-                kind="top_up",
-                reference=ids.new_id("payment"),
-                memo="demo opening balance",
-            )
     payments.create_merchant(
         session,
         settings,
@@ -74,3 +84,4 @@ def _seed(session: Session, settings: Settings) -> None:
         owner_customer_id=owners["cafe_owner"],
         currency=currency,
     )
+    return owners

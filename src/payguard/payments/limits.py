@@ -51,7 +51,9 @@ def consume(
     )
     key = and_(USAGE.c.customer_id == customer_id, USAGE.c.day == day, USAGE.c.currency == currency)
     usage = session.execute(
-        select(USAGE.c.amount, USAGE.c.count).where(key).with_for_update()
+        select(USAGE.c.amount.label("used_amount"), USAGE.c.count.label("used_count"))
+        .where(key)
+        .with_for_update()
     ).one()
     if usage.used_amount + amount > limits.daily_amount_max:
         raise LimitExceeded(
