@@ -41,6 +41,8 @@ def test_upgrade_creates_the_database_folder_and_seed_is_idempotent(cli_env: Pat
     listing = invoke("accounts", "list", "--kind", "customer_wallet")
     assert listing.count("customer_w") == 4
     assert "ledger invariants hold" in invoke("ledger", "check")
+    settlement = invoke("settlement")
+    assert "simulated" in settlement and "7,200.00 CNY" in settlement
 
 
 def test_freeze_statement_and_errors(cli_env: Path) -> None:

@@ -27,6 +27,7 @@ from payguard.observability import (
     get_logger,
     observe_request,
 )
+from payguard.payments import idempotency
 from payguard.payments import service as payments_service
 from payguard.payments.api import router as payments_router
 from payguard.payments.rails import SimulatedRail
@@ -85,12 +86,16 @@ async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
-def _hold_sweeper(services: web.Services, stop: threading.Event, interval: float) -> None:
+def _sweeper(services: web.Services, stop: threading.Event, interval: float) -> None:
+    """Release expired holds and forget idempotency records past their retention."""
     while not stop.wait(interval):
         try:
             released = payments_service.expire_holds(services.payments)
             if released:
                 log.info("holds_expired", count=released)
+            purged = services.db.transact(idempotency.purge_expired)
+            if purged:
+                log.info("idempotency_records_purged", count=purged)
         except Exception as error:  # the sweeper must outlive a bad minute of the database
             log.warning("hold_sweeper_failed", error_type=type(error).__name__)
 
@@ -115,7 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = services
         stop = threading.Event()
         sweeper = threading.Thread(
-            target=_hold_sweeper, args=(services, stop, 30.0), name="hold-sweeper", daemon=True
+            target=_sweeper, args=(services, stop, 30.0), name="sweeper", daemon=True
         )
         sweeper.start()
         try:

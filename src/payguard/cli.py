@@ -382,6 +382,40 @@ def ledger_check() -> None:
     raise typer.Exit(1)
 
 
+@app.command("settlement")
+def settlement_report(
+    day: Annotated[
+        str | None, typer.Option(help="UTC day, e.g. 2026-01-31 (default today)")
+    ] = None,
+) -> None:
+    """Bank-rail activity of one day, per rail, direction and currency."""
+    from payguard.money import format_amount
+    from payguard.payments import service as payments
+    from payguard.payments.rails import SimulatedRail
+    from payguard.risk.engine import PassThroughAssessor
+
+    settings = _settings()
+    database = _database(settings)
+    service = payments.PaymentService(database, settings, PassThroughAssessor(), SimulatedRail())
+    report_day = _parse_moment(day).date() if day else clock.now().date()
+    try:
+        report = service.settlement_report(report_day)
+    finally:
+        database.dispose()
+    table = Table(
+        "rail", "direction", "succeeded", "amount", "failed", title=f"settlement {report_day}"
+    )
+    for line in report.lines:
+        table.add_row(
+            line.rail,
+            line.direction,
+            str(line.succeeded_count),
+            format_amount(line.succeeded_amount, line.currency),
+            str(line.failed_count),
+        )
+    console.print(table)
+
+
 @ledger_app.command("sweep-holds")
 def ledger_sweep_holds() -> None:
     """Release holds past their expiry now (the server also does this every 30 s)."""
