@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from payguard import __version__, web
+from payguard.console.api import router as console_router
 from payguard.db.engine import Database
 from payguard.errors import BodyTooLarge, ProblemError
 from payguard.identity.api import router as identity_router
@@ -169,4 +170,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(identity_router)
     app.include_router(ledger_router)
     app.include_router(payments_router)
+    app.include_router(console_router)
     return app
