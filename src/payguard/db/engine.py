@@ -9,6 +9,7 @@ happens is retried by ``Database.transact`` and never surfaces as a 500.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -50,11 +51,16 @@ class Database:
         else:
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = pool_size
-            kwargs["pool_pre_ping"] = True
+            # No pre-ping: it costs a round trip per transaction. A connection that died
+            # (server restart) is invalidated on first use and the transaction retried.
+            kwargs["pool_recycle"] = 1800
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine, sqlite_synchronous)
         self._write_engine = self.engine.execution_options(payguard_write=True)
+        # SQLite admits one writer at a time anyway; queueing this process's writers on a
+        # lock keeps them out of SQLite's busy handler, which sleeps in millisecond steps.
+        self._sqlite_writer = threading.RLock() if self.is_sqlite else None
         self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(bind=self._write_engine, expire_on_commit=False)
 
@@ -68,13 +74,21 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A session whose work commits on success and rolls back on any error."""
-        with self._write_sessions() as session:
+        with self._writer_turn(), self._write_sessions() as session:
             try:
                 yield session
                 session.commit()
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        if self._sqlite_writer is None:
+            yield
+            return
+        with self._sqlite_writer:
+            yield
 
     def transact(self, work: Callable[[Session], T], *, attempts: int = 8) -> T:
         """Run ``work`` in one write transaction, retrying when a concurrent one won."""
@@ -83,7 +97,7 @@ class Database:
                 with self.write() as session:
                     return work(session)
             except DBAPIError as error:
-                if not _is_retryable(error):
+                if not (_is_retryable(error) or error.connection_invalidated):
                     raise
                 if attempt == attempts:
                     raise WriteConflict(
