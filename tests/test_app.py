@@ -54,12 +54,11 @@ def test_metrics_count_requests_by_route_template_and_payments_by_status(
 
 
 def test_request_id_is_echoed_only_when_it_looks_like_one(client: TestClient) -> None:
-    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers[
-        "X-Request-ID"
-    ] == "abc-123"
-    generated = client.get("/healthz", headers={"X-Request-ID": "<script>"}).headers[
-        "X-Request-ID"
-    ]
+    assert (
+        client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"]
+        == "abc-123"
+    )
+    generated = client.get("/healthz", headers={"X-Request-ID": "<script>"}).headers["X-Request-ID"]
     assert generated != "<script>" and len(generated) == 32
 
 
