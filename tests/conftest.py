@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
@@ -123,3 +128,58 @@ def db(settings: Settings) -> Iterator[Database]:
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def live_server(settings: Settings) -> Iterator[str]:
+    """A real `uvicorn` server process on the test database; yields its base URL."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PAYGUARD_DATABASE_URL": settings.database_url,
+        "PAYGUARD_ENV": "test",
+        "PAYGUARD_ACCESS_LOG": "false",
+        "PAYGUARD_ARGON2_TIME_COST": "1",
+        "PAYGUARD_ARGON2_MEMORY_KIB": "64",
+        "PAYGUARD_ARGON2_PARALLELISM": "1",
+        "PAYGUARD_IDEMPOTENCY_WAIT_SECONDS": "10",
+        "PAYGUARD_DATABASE_POOL_SIZE": "12",
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "payguard.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(base + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -172,14 +172,18 @@ class PaymentService:
             scope, lambda session: self._submit_in(session, principal.subject_id, request, ip)
         )
 
+    @classmethod
+    def _check_values(cls, amount: int, currency: str) -> None:
+        cls._check_amount(amount)
+        if not is_known_currency(currency.upper()):
+            raise UnknownCurrency(f"'{currency}' is not an ISO 4217 currency code")
+
     @staticmethod
-    def _check_values(amount: int, currency: str) -> None:
+    def _check_amount(amount: int) -> None:
         if amount <= 0:
             raise InvalidAmount("amount must be greater than zero (integer minor units)")
         if amount > MAX_AMOUNT:
             raise InvalidAmount(f"amount must not exceed {MAX_AMOUNT}")
-        if not is_known_currency(currency.upper()):
-            raise UnknownCurrency(f"'{currency}' is not an ISO 4217 currency code")
 
     def _submit_in(
         self, session: Session, customer_id: str, request: PaymentRequest, ip: str | None
@@ -483,7 +487,7 @@ class PaymentService:
         scope: IdempotencyScope | None,
     ) -> Reply:
         if request.amount is not None:
-            self._check_values(request.amount, "XTS")
+            self._check_amount(request.amount)
         return self.run_idempotent(
             scope, lambda session: self._refund_in(session, principal, payment_id, request)
         )

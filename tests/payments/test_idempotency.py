@@ -1,0 +1,57 @@
+"""Idempotency keys: replays, and parallel duplicates against a real server."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+from fastapi.testclient import TestClient
+
+from payguard.settings import Settings
+from tests.factories import balance, invariants, pay, payment_count, register, top_up
+
+
+def test_same_key_same_body_replays_the_original(client: TestClient, settings: Settings) -> None:
+    lia = register(client, "lia")
+    register(client, "max")
+    top_up(client, lia, 5_000)
+    first = pay(client, lia, key="pay-1", kind="p2p", amount=700, payee_username="max")
+    again = pay(client, lia, key="pay-1", kind="p2p", amount=700, payee_username="max")
+    assert first.status_code == again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    assert again.json() == first.json()
+    assert balance(client, lia) == 4_300
+    # Keys are scoped per caller: another customer may use the same key freely.
+    max_ = register(client, "nia")
+    top_up(client, max_, 100)
+    assert (
+        pay(client, max_, key="pay-1", kind="p2p", amount=50, payee_username="lia").status_code
+        == 201
+    )
+    assert payment_count(client, settings) == 4
+
+
+def test_twenty_parallel_identical_requests_make_one_payment(
+    live_server: str, settings: Settings
+) -> None:
+    with httpx.Client(base_url=live_server, timeout=30) as client:
+        ola = register(client, "ola")
+        register(client, "pia")
+        top_up(client, ola, 100_000)
+        headers = {**ola.auth, "Idempotency-Key": "parallel-key"}
+        body = {"kind": "p2p", "amount": 1_000, "currency": "CNY", "payee_username": "pia"}
+
+        def send(_: int) -> httpx.Response:
+            with httpx.Client(base_url=live_server, timeout=30) as own:
+                return own.post("/v1/payments", headers=headers, json=body)
+
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            replies = list(pool.map(send, range(20)))
+        statuses = sorted(reply.status_code for reply in replies)
+        assert all(status == 201 for status in statuses), statuses
+        assert len({reply.json()["id"] for reply in replies}) == 1
+        assert sum(reply.headers.get("Idempotent-Replayed") == "true" for reply in replies) == 19
+        assert balance(client, ola) == 99_000
+        assert payment_count(client, settings) == 2
+        assert invariants(client, settings)["ok"] is True
