@@ -15,30 +15,22 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
-import platform
 import random
-import re
-import sqlite3
 import sys
-import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
-import psycopg
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from sqlalchemy.orm import Session
 
+from bench import common
+from bench.common import DOC, machine, postgres_database, sqlite_database
 from payguard.db.engine import Database
-from payguard.db.migrate import upgrade
 from payguard.errors import InsufficientFunds
 from payguard.ledger import service as ledger
 from payguard.ledger.models import AccountKind, SystemAccount
@@ -46,8 +38,6 @@ from payguard.ledger.models import AccountKind, SystemAccount
 ACCOUNTS = 50
 CURRENCY = "CNY"
 OPENING_BALANCE = 10**12
-PG_DSN = os.environ.get("PAYGUARD_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 SECTION = "## Ledger (`bench/ledger.py`)"
 
 console = Console()
@@ -67,34 +57,7 @@ class Result:
         return self.transfers / self.seconds if self.seconds else 0.0
 
     def percentile(self, fraction: float) -> float:
-        if not self.latencies_ms:
-            return 0.0
-        ordered = sorted(self.latencies_ms)
-        index = min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))
-        return ordered[index]
-
-
-@contextmanager
-def sqlite_database() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="payguard-bench-") as folder:
-        url = f"sqlite:///{Path(folder) / 'ledger.db'}"
-        upgrade(url)
-        yield url
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_DSN, autocommit=True, connect_timeout=3) as connection:
-        connection.execute(f'CREATE SCHEMA "{schema}"')
-    base = PG_DSN.replace("postgresql://", "postgresql+psycopg://", 1)
-    url = f"{base}?options=-csearch_path%3D{schema}"
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as connection:
-            connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        return common.percentile(self.latencies_ms, fraction)
 
 
 def open_accounts(database: Database) -> list[str]:
@@ -212,40 +175,6 @@ def run_config(
         database.dispose()
 
 
-def machine() -> dict[str, str]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram = "unknown"
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                ram = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-                break
-    except OSError:
-        pass
-    try:
-        with psycopg.connect(PG_DSN, connect_timeout=3) as connection:
-            row = connection.execute("SHOW server_version").fetchone()
-            postgres = str(row[0]) if row else "unknown"
-    except psycopg.OperationalError:
-        postgres = "not reachable"
-    return {
-        "CPU": cpu,
-        "cores": str(os.cpu_count()),
-        "RAM": ram,
-        "OS": f"{platform.system()} {platform.release()}",
-        "Python": platform.python_version(),
-        "SQLite": sqlite3.sqlite_version,
-        "PostgreSQL": postgres,
-    }
-
-
 def render(results: list[Result], seconds: float, command: str) -> str:
     info = machine()
     lines = [
@@ -280,18 +209,7 @@ NOTES_MARK = "<!-- ledger-notes -->"
 
 def write_section(body: str) -> None:
     """Replace only the Ledger section's measured table; keep hand-written notes after it."""
-    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Performance\n\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n(.*?)(?=^## |\Z)", re.S | re.M)
-    match = pattern.search(text)
-    notes = ""
-    if match and NOTES_MARK in match.group(1):
-        notes = match.group(1)[match.group(1).index(NOTES_MARK) :].rstrip("\n") + "\n"
-    new = f"{SECTION}\n\n{body}" + (f"\n{notes}" if notes else "") + "\n"
-    if match:
-        text = text[: match.start()] + new + text[match.end() :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + new
-    DOC.write_text(text, encoding="utf-8")
+    common.write_section(SECTION, body, NOTES_MARK)
 
 
 def main(argv: list[str] | None = None) -> int:
