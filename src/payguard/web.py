@@ -41,7 +41,8 @@ class Services:
     payments: PaymentService
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    # async: a trivial dependency should not cost a hop to the thread pool.
     found: Services = request.app.state.services
     return found
 
@@ -70,7 +71,7 @@ def current_principal(request: Request, svc: ServicesDep) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
-def require_customer(principal: PrincipalDep) -> Principal:
+async def require_customer(principal: PrincipalDep) -> Principal:
     if principal.kind != "customer":
         raise Forbidden("this endpoint is for customers")
     return principal
@@ -79,7 +80,7 @@ def require_customer(principal: PrincipalDep) -> Principal:
 def require_staff(*roles: str) -> Any:
     """A dependency admitting staff with one of ``roles`` (admin always passes)."""
 
-    def check(principal: PrincipalDep) -> Principal:
+    async def check(principal: PrincipalDep) -> Principal:
         if not principal.is_staff:
             raise Forbidden("this endpoint is for staff")
         if roles and principal.role not in roles and principal.role != "admin":

@@ -17,8 +17,9 @@ from payguard.events.models import OutboxEvent
 
 
 def emit(session: Session, topic: str, payload: dict[str, Any]) -> None:
+    # Parameters passed separately keep the compiled statement cached across calls.
     session.execute(
-        insert(OutboxEvent).values(topic=topic, payload=payload, created_at=clock.now())
+        insert(OutboxEvent), [{"topic": topic, "payload": payload, "created_at": clock.now()}]
     )
 
 

@@ -642,7 +642,8 @@ class PaymentService:
     # ------------------------------------------------------------ persistence helpers
 
     def _insert(self, session: Session, draft: _Draft) -> None:
-        session.execute(insert(PAYMENTS).values(**draft.payment))
+        # Parameters passed separately keep the compiled statement cached across calls.
+        session.execute(insert(PAYMENTS), [draft.payment])
         session.execute(
             insert(PAYMENT_EVENTS),
             [{"payment_id": draft.payment["id"], **item} for item in draft.history],
