@@ -103,3 +103,13 @@ def test_staff_create_prints_a_working_token(cli_env: Path) -> None:
     assert principal.is_staff and principal.role == "operations"
     bad = runner.invoke(cli.app, ["staff", "create", "ops2", "--role", "emperor"])
     assert bad.exit_code != 0
+
+
+def test_simulate_in_process_writes_the_labelled_csv(cli_env: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sim.csv"
+    output = invoke("simulate", "--customers", "8", "--days", "1", "--seed", "5", "--out", str(out))
+    assert "ledger invariants hold" in output and "labelled fraud" in output
+    header = out.read_text().splitlines()[0]
+    assert header.startswith("sim_time,step,actor,kind,amount")
+    bad = runner.invoke(cli.app, ["simulate", "--customers", "2"])
+    assert bad.exit_code != 0

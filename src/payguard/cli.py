@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -380,6 +381,60 @@ def ledger_check() -> None:
         return
     console.print(f"[red]ledger invariants broken[/red]: {report}")
     raise typer.Exit(1)
+
+
+@app.command()
+def simulate(
+    customers: Annotated[int, typer.Option(min=4, help="Simulated customers")] = 50,
+    days: Annotated[int, typer.Option(min=1, help="Simulated days")] = 3,
+    seed: Annotated[int, typer.Option(help="Same seed, same behaviour")] = 7,
+    out: Annotated[Path, typer.Option(help="Labelled CSV to write")] = Path("var/simulation.csv"),
+    target: Annotated[
+        str | None, typer.Option(help="A running server, e.g. http://127.0.0.1:8000")
+    ] = None,
+    staff_token: Annotated[
+        str | None,
+        typer.Option(help="With --target: a staff token to create merchants and set tiers"),
+    ] = None,
+) -> None:
+    """Simulated mobile-money traffic with labelled fraud, written as a CSV (docs/simulator.md)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from payguard.simulator.runner import simulate_against, simulate_in_process
+
+    with Progress(
+        "{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("simulating", total=None)
+
+        def tick(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        if target:
+            summary, ok = simulate_against(
+                target,
+                staff_token,
+                customers=customers,
+                days=days,
+                seed=seed,
+                out_path=out,
+                on_progress=tick,
+            )
+        else:
+            summary, ok = simulate_in_process(
+                customers=customers, days=days, seed=seed, out_path=out, on_progress=tick
+            )
+    console.print(f"wrote {summary.rows} rows to {out} ({summary.fraud_rows} labelled fraud)")
+    console.print(f"statuses: {dict(summary.statuses)}")
+    console.print(f"fraud patterns: {dict(summary.patterns)}")
+    if ok is not None:
+        console.print("ledger invariants hold" if ok else "[red]ledger invariants broken[/red]")
+        if not ok:
+            raise typer.Exit(1)
 
 
 @app.command("settlement")

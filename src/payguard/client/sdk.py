@@ -1,0 +1,364 @@
+"""A small synchronous client for the payguard API, on httpx.
+
+It does what a careful mobile app does: one Idempotency-Key per logical payment,
+reused on every retry, so a lost reply or a dropped connection can never pay twice;
+bounded exponential back-off on transport errors, 5xx and
+``409 idempotency-in-progress``; and problem+json replies turned into
+``PayguardError`` with the stable ``code``.
+
+A payment that the platform *decided* (rejected by risk, or failed at the bank rail)
+comes back as a ``Payment`` whose ``status`` says so, not as an exception: the
+request itself was valid and the decision is part of the record.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+RETRYABLE_CODES = {"idempotency-in-progress", "write-conflict"}
+
+
+class PayguardError(Exception):
+    """A problem reply (RFC 9457) from the platform."""
+
+    def __init__(self, status: int, code: str, detail: str, body: dict[str, Any]) -> None:
+        super().__init__(f"{status} {code}: {detail}")
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.body = body
+
+
+@dataclass(frozen=True)
+class Payment:
+    id: str
+    kind: str
+    status: str
+    amount: int
+    fee: int
+    currency: str
+    payer_account_id: str | None
+    payee_account_id: str | None
+    failure_code: str | None
+    history: tuple[str, ...]
+    decision: dict[str, Any] | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Payment:
+        return cls(
+            id=body["id"],
+            kind=body["kind"],
+            status=body["status"],
+            amount=body["amount"],
+            fee=body["fee"],
+            currency=body["currency"],
+            payer_account_id=body.get("payer_account_id"),
+            payee_account_id=body.get("payee_account_id"),
+            failure_code=body.get("failure_code"),
+            history=tuple(item["status"] for item in body.get("history", [])),
+            decision=body.get("decision"),
+            raw=body,
+        )
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "confirmed"
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    kind: str
+    currency: str
+    status: str
+    ledger_balance: int
+    available_balance: int
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Account:
+        return cls(
+            id=body["id"],
+            kind=body["kind"],
+            currency=body["currency"],
+            status=body["status"],
+            ledger_balance=body["ledger_balance"],
+            available_balance=body["available_balance"],
+        )
+
+
+@dataclass(frozen=True)
+class Statement:
+    account_id: str
+    currency: str
+    opening_balance: int
+    closing_balance: int
+    lines: tuple[dict[str, Any], ...]
+
+
+class PayguardClient:
+    """One customer's (or staff member's) view of the platform.
+
+    ``base_url`` opens an own HTTP connection pool; ``http`` reuses an existing
+    ``httpx.Client`` (a FastAPI ``TestClient`` works too, for in-process use).
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        http: httpx.Client | None = None,
+        token: str | None = None,
+        max_retries: int = 4,
+        backoff_seconds: float = 0.05,
+        timeout: float = 30.0,
+    ) -> None:
+        if http is None and base_url is None:
+            raise ValueError("give base_url or an httpx client")
+        self._owns_http = http is None
+        self.http = http or httpx.Client(base_url=base_url or "", timeout=timeout)
+        self.token = token
+        self.max_retries = max_retries
+        self.backoff_seconds = backoff_seconds
+        self.last_status: int | None = None  # HTTP status of the last reply, for logs
+
+    def close(self) -> None:
+        if self._owns_http:
+            self.http.close()
+
+    def __enter__(self) -> PayguardClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ plumbing
+
+    def _headers(self, idempotency_key: str | None = None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        return headers
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        accept_decided_payment: bool = False,
+    ) -> Any:
+        """Send, retrying only what is safe to retry: GETs, and POSTs that carry a key."""
+        retry_safe = method == "GET" or idempotency_key is not None
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                reply = self.http.request(
+                    method, path, json=json, params=params, headers=self._headers(idempotency_key)
+                )
+            except httpx.TransportError:
+                if not retry_safe or attempt > self.max_retries:
+                    raise
+                self._sleep(attempt)
+                continue
+            self.last_status = reply.status_code
+            if reply.status_code == 204:
+                return None
+            body = reply.json() if reply.content else {}
+            if reply.status_code < 400:
+                return body
+            if accept_decided_payment and reply.status_code == 422 and "id" in body:
+                return body  # a payment record: rejected or failed at the rail
+            code = str(body.get("code", f"http-{reply.status_code}"))
+            retryable = reply.status_code >= 500 or code in RETRYABLE_CODES
+            if retry_safe and retryable and attempt <= self.max_retries:
+                self._sleep(attempt)
+                continue
+            raise PayguardError(reply.status_code, code, str(body.get("detail", "")), body)
+
+    def _sleep(self, attempt: int) -> None:
+        time.sleep(min(self.backoff_seconds * 2 ** (attempt - 1), 2.0))
+
+    # ------------------------------------------------------------ identity
+
+    def register(self, username: str, password: str, display_name: str) -> dict[str, Any]:
+        body = {"username": username, "password": password, "display_name": display_name}
+        result: dict[str, Any] = self._request("POST", "/v1/customers", json=body)
+        return result
+
+    def login(self, username: str, password: str, *, staff: bool = False) -> str:
+        path = "/v1/staff/sessions" if staff else "/v1/sessions"
+        reply = self._request("POST", path, json={"username": username, "password": password})
+        self.token = str(reply["token"])
+        return self.token
+
+    def logout(self) -> None:
+        self._request("DELETE", "/v1/sessions/current")
+        self.token = None
+
+    def me(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", "/v1/me")
+        return result
+
+    # ------------------------------------------------------------ accounts
+
+    def accounts(self) -> list[Account]:
+        page = self._request("GET", "/v1/accounts", params={"limit": 200})
+        return [Account.from_json(item) for item in page["items"]]
+
+    def account(self, account_id: str) -> Account:
+        return Account.from_json(self._request("GET", f"/v1/accounts/{account_id}"))
+
+    def wallet(self, currency: str = "CNY") -> Account:
+        for account in self.accounts():
+            if account.kind == "customer_wallet" and account.currency == currency:
+                return account
+        raise PayguardError(404, "account-not-found", f"no wallet in {currency}", {})
+
+    def statement(
+        self, account_id: str, *, period_from: str | None = None, period_to: str | None = None
+    ) -> Statement:
+        params = {key: value for key, value in (("from", period_from), ("to", period_to)) if value}
+        body = self._request("GET", f"/v1/accounts/{account_id}/statement", params=params)
+        return Statement(
+            account_id=body["account_id"],
+            currency=body["currency"],
+            opening_balance=body["opening_balance"],
+            closing_balance=body["closing_balance"],
+            lines=tuple(body["lines"]),
+        )
+
+    # ------------------------------------------------------------ payments
+
+    def submit(self, instruction: dict[str, Any], *, idempotency_key: str | None = None) -> Payment:
+        """Submit any payment instruction; one key for all retries of this payment."""
+        key = idempotency_key or str(uuid.uuid4())
+        body = self._request(
+            "POST",
+            "/v1/payments",
+            json=instruction,
+            idempotency_key=key,
+            accept_decided_payment=True,
+        )
+        return Payment.from_json(body)
+
+    def pay_p2p(
+        self,
+        amount: int,
+        *,
+        payee_username: str | None = None,
+        payee_account_id: str | None = None,
+        currency: str = "CNY",
+        memo: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Payment:
+        instruction = _without_none(
+            kind="p2p",
+            amount=amount,
+            currency=currency,
+            payee_username=payee_username,
+            payee_account_id=payee_account_id,
+            memo=memo,
+        )
+        return self.submit(instruction, idempotency_key=idempotency_key)
+
+    def pay_merchant(
+        self,
+        amount: int,
+        merchant_id: str,
+        *,
+        currency: str = "CNY",
+        memo: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Payment:
+        instruction = _without_none(
+            kind="merchant", amount=amount, currency=currency, merchant_id=merchant_id, memo=memo
+        )
+        return self.submit(instruction, idempotency_key=idempotency_key)
+
+    def top_up(
+        self,
+        amount: int,
+        bank_account: str,
+        *,
+        currency: str = "CNY",
+        idempotency_key: str | None = None,
+    ) -> Payment:
+        instruction = {
+            "kind": "top_up",
+            "amount": amount,
+            "currency": currency,
+            "bank_account": bank_account,
+        }
+        return self.submit(instruction, idempotency_key=idempotency_key)
+
+    def withdraw(
+        self,
+        amount: int,
+        bank_account: str,
+        *,
+        currency: str = "CNY",
+        idempotency_key: str | None = None,
+    ) -> Payment:
+        instruction = {
+            "kind": "withdrawal",
+            "amount": amount,
+            "currency": currency,
+            "bank_account": bank_account,
+        }
+        return self.submit(instruction, idempotency_key=idempotency_key)
+
+    def refund(
+        self,
+        payment_id: str,
+        amount: int | None = None,
+        *,
+        memo: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Payment:
+        body = self._request(
+            "POST",
+            f"/v1/payments/{payment_id}/refunds",
+            json=_without_none(amount=amount, memo=memo),
+            idempotency_key=idempotency_key or str(uuid.uuid4()),
+        )
+        return Payment.from_json(body)
+
+    def payment(self, payment_id: str) -> Payment:
+        return Payment.from_json(self._request("GET", f"/v1/payments/{payment_id}"))
+
+    def payments(
+        self, *, cursor: str | None = None, limit: int = 50
+    ) -> tuple[list[Payment], str | None]:
+        params = _without_none(cursor=cursor, limit=limit)
+        page = self._request("GET", "/v1/payments", params=params)
+        return [Payment.from_json(item) for item in page["items"]], page["next_cursor"]
+
+    def merchants(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request("GET", "/v1/merchants")
+        return result
+
+    # ------------------------------------------------------------ staff
+
+    def create_merchant(self, name: str, owner_customer_id: str | None = None) -> dict[str, Any]:
+        body = _without_none(name=name, owner_customer_id=owner_customer_id)
+        result: dict[str, Any] = self._request("POST", "/v1/merchants", json=body)
+        return result
+
+    def set_kyc_tier(self, customer_id: str, tier: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(
+            "PUT", f"/v1/customers/{customer_id}/kyc-tier", json={"tier": tier}
+        )
+        return result
+
+
+def _without_none(**values: Any) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}

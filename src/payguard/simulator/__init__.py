@@ -1,0 +1,1 @@
+"""Traffic simulator: realistic mobile-money behaviour with labelled fraud, through the SDK."""
