@@ -8,7 +8,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from payguard.settings import Settings
-from tests.factories import balance, invariants, pay, payment_count, register, top_up
+from tests.factories import PASSWORD, balance, invariants, pay, payment_count, register, top_up
 
 
 def test_same_key_same_body_replays_the_original(client: TestClient, settings: Settings) -> None:
@@ -55,3 +55,37 @@ def test_twenty_parallel_identical_requests_make_one_payment(
         assert balance(client, ola) == 99_000
         assert payment_count(client, settings) == 2
         assert invariants(client, settings)["ok"] is True
+
+
+def login(client: TestClient, username: str) -> str:
+    reply = client.post("/v1/sessions", json={"username": username, "password": PASSWORD})
+    return str(reply.json()["token"])
+
+
+def test_a_key_is_forgotten_after_its_retention(client: TestClient, settings: Settings) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from payguard import clock
+
+    rex = register(client, "rex")
+    register(client, "sue")
+    top_up(client, rex, 5_000)
+    start = datetime.now(UTC)
+    frozen = clock.FrozenClock(start)
+    previous = clock.set_clock(frozen)
+    try:
+        assert (
+            pay(client, rex, key="old", kind="p2p", amount=100, payee_username="sue").status_code
+            == 201
+        )
+        frozen.advance(timedelta(hours=settings.idempotency_ttl_hours - 1))
+        rex.token = login(client, "rex")  # sessions last an hour; keys a day
+        reused = pay(client, rex, key="old", kind="p2p", amount=200, payee_username="sue")
+        assert reused.status_code == 409 and reused.json()["code"] == "idempotency-key-reused"
+        frozen.advance(timedelta(hours=2))
+        rex.token = login(client, "rex")
+        fresh = pay(client, rex, key="old", kind="p2p", amount=200, payee_username="sue")
+        assert fresh.status_code == 201 and "Idempotent-Replayed" not in fresh.headers
+        assert balance(client, rex) == 5_000 - 300
+    finally:
+        clock.set_clock(previous)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, and_, delete, select, update
+from sqlalchemy import Table, and_, bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -26,6 +26,26 @@ from payguard.payments.models import IdempotencyRecord
 
 RECORDS = cast(Table, IdempotencyRecord.__table__)
 MAX_KEY_LENGTH = 128
+
+
+def _claim_statement(insert: Any) -> Any:
+    return (
+        insert(RECORDS)
+        .values(
+            scope=bindparam("scope"),
+            key=bindparam("key"),
+            request_hash=bindparam("request_hash"),
+            status="in_progress",
+            created_at=bindparam("created_at"),
+            expires_at=bindparam("expires_at"),
+        )
+        .on_conflict_do_nothing(index_elements=["scope", "key"])
+        .returning(RECORDS.c.id)
+    )
+
+
+# Built once: a statement object reused across calls is compiled once.
+_CLAIMS = {"postgresql": _claim_statement(pg_insert), "sqlite": _claim_statement(sqlite_insert)}
 
 
 @dataclass(frozen=True)
@@ -58,25 +78,22 @@ def claim(
     Returns (record id, None) when this request owns the key and must do the work.
     """
     now = clock.now()
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    key_match = and_(RECORDS.c.scope == scope, RECORDS.c.key == key)
-    # A record past its retention is forgotten, so the key may be used afresh.
-    session.execute(delete(RECORDS).where(and_(key_match, RECORDS.c.expires_at <= now)))
-    inserted = session.execute(
-        insert(RECORDS)
-        .values(
-            scope=scope,
-            key=key,
-            request_hash=fingerprint,
-            status="in_progress",
-            created_at=now,
-            expires_at=now + timedelta(hours=ttl_hours),
-        )
-        .on_conflict_do_nothing(index_elements=["scope", "key"])
-        .returning(RECORDS.c.id)
-    ).scalar_one_or_none()
+    values = {
+        "scope": scope,
+        "key": key,
+        "request_hash": fingerprint,
+        "created_at": now,
+        "expires_at": now + timedelta(hours=ttl_hours),
+    }
+    statement = _CLAIMS[session.get_bind().dialect.name]
+    inserted = session.execute(statement, values).scalar_one_or_none()
     if inserted is not None:
         return inserted, None
+    key_match = and_(RECORDS.c.scope == scope, RECORDS.c.key == key)
+    # A record past its retention is forgotten, so the key may be used afresh.
+    expired = session.execute(delete(RECORDS).where(and_(key_match, RECORDS.c.expires_at <= now)))
+    if expired.rowcount:  # type: ignore[attr-defined]
+        return session.execute(statement, values).scalar_one(), None
     existing = session.execute(select(RECORDS).where(key_match)).one()
     if existing.request_hash != fingerprint:
         raise IdempotencyKeyReused(

@@ -1,16 +1,16 @@
 """KYC-tier limits, consumed in the same transaction as the posting.
 
-The usage row of (customer, day, currency) is locked before the ledger accounts,
-in every transaction, so parallel payments of one customer queue on it and the
-check and the increment cannot be separated: a limit is never overshot.
+The usage row of (customer, day, currency) is incremented (and so locked) before the
+ledger accounts, in every transaction, so parallel payments of one customer queue on
+it and the check and the increment cannot be separated: a limit is never overshot.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, and_, select, update
+from sqlalchemy import Table, bindparam
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -21,6 +21,24 @@ from payguard.payments.models import LimitUsage
 from payguard.settings import Settings
 
 USAGE = cast(Table, LimitUsage.__table__)
+
+
+def _upsert(insert: Any) -> Any:
+    statement = insert(USAGE).values(
+        customer_id=bindparam("customer_id"),
+        day=bindparam("day"),
+        currency=bindparam("currency"),
+        amount=bindparam("amount"),
+        count=1,
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["customer_id", "day", "currency"],
+        set_={"amount": USAGE.c.amount + statement.excluded.amount, "count": USAGE.c.count + 1},
+    ).returning(USAGE.c.amount, USAGE.c.count)
+
+
+# Built once: a statement object reused across calls is compiled once.
+_UPSERTS = {"postgresql": _upsert(pg_insert), "sqlite": _upsert(sqlite_insert)}
 
 
 def consume(
@@ -42,30 +60,21 @@ def consume(
             f"{format_amount(limits.per_payment_max, currency)}",
             limit="per_payment_max",
         )
-    day = at.date()
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(
-        insert(USAGE)
-        .values(customer_id=customer_id, day=day, currency=currency, amount=0, count=0)
-        .on_conflict_do_nothing(index_elements=["customer_id", "day", "currency"])
-    )
-    key = and_(USAGE.c.customer_id == customer_id, USAGE.c.day == day, USAGE.c.currency == currency)
-    usage = session.execute(
-        select(USAGE.c.amount.label("used_amount"), USAGE.c.count.label("used_count"))
-        .where(key)
-        .with_for_update()
+    # One upsert adds this payment and returns the new totals under the row lock. Going
+    # over a limit raises, which rolls the whole transaction back, the increment with it.
+    statement = _UPSERTS[session.get_bind().dialect.name]
+    used_amount, used_count = session.execute(
+        statement,
+        {"customer_id": customer_id, "day": at.date(), "currency": currency, "amount": amount},
     ).one()
-    if usage.used_amount + amount > limits.daily_amount_max:
+    if used_amount > limits.daily_amount_max:
         raise LimitExceeded(
             f"this payment would take today's total past the KYC tier {tier} daily limit of "
             f"{format_amount(limits.daily_amount_max, currency)}",
             limit="daily_amount_max",
         )
-    if usage.used_count + 1 > limits.daily_count_max:
+    if used_count > limits.daily_count_max:
         raise LimitExceeded(
             f"KYC tier {tier} allows {limits.daily_count_max} payments a day",
             limit="daily_count_max",
         )
-    session.execute(
-        update(USAGE).where(key).values(amount=USAGE.c.amount + amount, count=USAGE.c.count + 1)
-    )
