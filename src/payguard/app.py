@@ -24,9 +24,9 @@ from payguard.ledger.api import router as ledger_router
 from payguard.observability import (
     PAYMENTS_BY_STATUS,
     REGISTRY,
+    RequestObserver,
     configure_logging,
     get_logger,
-    observe_request,
 )
 from payguard.payments import idempotency
 from payguard.payments import service as payments_service
@@ -142,7 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, web.handle_validation)
     app.add_exception_handler(StarletteHTTPException, web.handle_http)
     app.add_exception_handler(Exception, web.handle_unexpected)
-    app.middleware("http")(observe_request)
+    app.add_middleware(RequestObserver)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
     @app.get("/healthz", tags=["operations"], summary="The process is up")
