@@ -61,10 +61,51 @@ class Settings(BaseSettings):
 
     default_currency: str = "CNY"
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
-    session_ttl_seconds: int = Field(default=3600, ge=60)
+    session_ttl_seconds: int = Field(default=900, ge=60)
     idempotency_ttl_hours: int = Field(default=24, ge=24)
     idempotency_wait_seconds: float = Field(default=5.0, ge=0)
     hold_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+
+    # Sessions: a short-lived access token plus a refresh token, both opaque.
+    refresh_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=300)
+
+    # Login throttling, per account and per source IP.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lock_seconds: int = Field(default=15 * 60, ge=1)
+    login_ip_max_failures: int = Field(default=50, ge=1)
+    login_delay_base_ms: int = Field(default=200, ge=0)
+    login_delay_max_ms: int = Field(default=3000, ge=0)
+
+    # Keyed digest of national ID numbers (uniqueness without storing the number).
+    id_digest_key: SecretStr = SecretStr("payguard-development-id-digest-key")
+
+    # Second factors.
+    totp_issuer: str = "payguard"
+    recovery_code_count: int = Field(default=10, ge=1, le=20)
+    otp_sender: Literal["outbox", "smtp"] = "outbox"
+    otp_ttl_seconds: int = Field(default=300, ge=30)
+    otp_max_attempts: int = Field(default=5, ge=1)
+    otp_sends_per_hour: int = Field(default=5, ge=1)
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "payguard <no-reply@payguard.local>"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    webauthn_rp_id: str = "localhost"
+    webauthn_rp_name: str = "payguard"
+    webauthn_origin: str = "http://localhost:8000"
+
+    # Signed payment instructions and step-up.
+    require_signed_instructions: bool = True
+    instruction_max_skew_seconds: int = Field(default=300, ge=1)
+    nonce_ttl_seconds: int = Field(default=900, ge=1)
+    step_up_ttl_seconds: int = Field(default=300, ge=30)
+    step_up_new_payee_amount: int = Field(default=100_000, ge=0)
+
+    # Four-eyes approval.
+    approval_ttl_hours: int = Field(default=24, ge=1)
+    payout_approval_threshold: int = Field(default=5_000_000, ge=1)
 
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)

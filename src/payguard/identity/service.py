@@ -45,6 +45,9 @@ class Principal:
     subject_id: str
     session_id: str
     role: str | None = None
+    # The bound device of a customer session, and the factors the session proved.
+    device_id: str | None = None
+    auth_level: str = "password"
 
     @property
     def is_staff(self) -> bool:

@@ -1,0 +1,7 @@
+"""Routes of identity: approvals."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/v1", tags=["identity"])
