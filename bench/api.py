@@ -1,7 +1,7 @@
 """Payments per second through HTTP: authentication, idempotency and posting, end to end.
 
 Run: ``.venv/bin/python -m bench.api [--backend sqlite|postgresql|both] [--seconds 15]
-[--concurrency 32] [--workers 2] [--customers 50]``.
+[--concurrency 32] [--workers 2] [--customers 50] [--signing signed|unsigned|both]``.
 
 The server is ``payguard serve`` (uvicorn with uvloop and httptools, ``--workers`` worker
 processes, access log off) on a fresh SQLite file or a fresh PostgreSQL schema. The
@@ -39,8 +39,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bench import common
+from payguard import clock, ids
+from payguard.client.signing import DeviceKey, sign_instruction
 from payguard.db.engine import Database
+from payguard.identity import instructions
 from payguard.identity import service as identity
+from payguard.identity.models import Device
 from payguard.ledger import service as ledger
 from payguard.ledger.models import SystemAccount
 from payguard.payments.models import Payment
@@ -62,6 +66,7 @@ class Result:
     statuses: Counter[int] = field(default_factory=Counter)
     stored_payments: int = 0
     invariants_ok: bool = False
+    signed: bool = True
 
     @property
     def acknowledged(self) -> int:
@@ -75,17 +80,25 @@ class Result:
         return common.percentile(self.latencies_ms, fraction)
 
 
-def seed(url: str, customers: int) -> list[tuple[str, str]]:
-    """Funded tier-3 customers; returns (username, wallet id) pairs."""
+@dataclass(frozen=True)
+class BenchCustomer:
+    username: str
+    wallet_id: str
+    device_id: str
+    key: DeviceKey
+
+
+def seed(url: str, customers: int) -> list[BenchCustomer]:
+    """Funded tier-3 customers, each with a device key that has paid before (no step-up)."""
     settings = Settings(database_url=url)
     database = Database(url)
-    made: list[tuple[str, str]] = []
+    made: list[BenchCustomer] = []
 
     def work(session: Session) -> None:
         settlement = ledger.system_account_id(session, SystemAccount.BANK_SETTLEMENT, "CNY")
         for index in range(customers):
             username = f"bench{index:03d}"
-            _customer, wallet = identity.register_customer(
+            customer, wallet = identity.register_customer(
                 session,
                 settings,
                 username=username,
@@ -102,7 +115,20 @@ def seed(url: str, customers: int) -> list[tuple[str, str]]:
                 kind="top_up",
                 reference=f"seed-{index}",
             )
-            made.append((username, wallet))
+            key = DeviceKey.generate()
+            device = Device(
+                id=ids.new_id("device"),
+                customer_id=customer.id,
+                name="bench phone",
+                algorithm=key.algorithm,
+                public_key=key.public_pem,
+                key_fingerprint=instructions.key_fingerprint(key.public_pem, key.algorithm),
+                status="active",
+                created_at=clock.now(),
+                first_payment_at=clock.now(),
+            )
+            session.add(device)
+            made.append(BenchCustomer(username, wallet, device.id, key))
 
     try:
         database.transact(work)
@@ -118,10 +144,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(url: str, workers: int) -> Iterator[str]:
+def server(url: str, workers: int, signed: bool) -> Iterator[str]:
     port = free_port()
     env = {
         **os.environ,
+        "PAYGUARD_REQUIRE_SIGNED_INSTRUCTIONS": "true" if signed else "false",
         "PAYGUARD_DATABASE_URL": url,
         "PAYGUARD_ENV": "production",
         "PAYGUARD_ACCESS_LOG": "false",
@@ -151,32 +178,38 @@ def server(url: str, workers: int) -> Iterator[str]:
         process.wait(timeout=20)
 
 
-def login_all(base: str, users: list[tuple[str, str]]) -> list[tuple[str, str]]:
+def login_all(base: str, users: list[BenchCustomer]) -> list[tuple[str, BenchCustomer]]:
     tokens = []
     with httpx.Client(base_url=base, timeout=30) as client:
-        for username, wallet in users:
-            reply = client.post("/v1/sessions", json={"username": username, "password": PASSWORD})
+        for user in users:
+            reply = client.post(
+                "/v1/sessions", json={"username": user.username, "password": PASSWORD}
+            )
             reply.raise_for_status()
-            tokens.append((reply.json()["token"], wallet))
+            tokens.append((reply.json()["token"], user))
     return tokens
 
 
 def payment_request_factory(
-    port: int, tokens: list[tuple[str, str]], rng: random.Random
+    port: int, tokens: list[tuple[str, BenchCustomer]], rng: random.Random, signed: bool
 ) -> Callable[[], bytes]:
     def make() -> bytes:
-        (token, _), (_, payee) = rng.sample(tokens, 2)
-        body = json.dumps(
-            {
-                "kind": "p2p",
-                "amount": rng.randint(1, 100),
-                "currency": "CNY",
-                "payee_account_id": payee,
-            }
-        ).encode()
+        (token, payer), (_, payee) = rng.sample(tokens, 2)
+        key = str(uuid.uuid4())
+        instruction = {
+            "kind": "p2p",
+            "amount": rng.randint(1, 100),
+            "currency": "CNY",
+            "payee_account_id": payee.wallet_id,
+        }
+        if signed:  # the device's work: RFC 8785 bytes and an Ed25519 signature
+            instruction = sign_instruction(
+                instruction, key=payer.key, device_id=payer.device_id, idempotency_key=key
+            )
+        body = json.dumps(instruction).encode()
         head = (
             f"POST /v1/payments HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Authorization: Bearer {token}\r\nIdempotency-Key: {uuid.uuid4()}\r\n"
+            f"Authorization: Bearer {token}\r\nIdempotency-Key: {key}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         return head.encode() + body
@@ -211,14 +244,15 @@ async def connection_loop(
 
 
 async def drive(
-    port: int, tokens: list[tuple[str, str]], result: Result, progress: Progress
+    port: int, tokens: list[tuple[str, BenchCustomer]], result: Result, progress: Progress
 ) -> None:
     rng = random.Random(7)
-    make = payment_request_factory(port, tokens, rng)
+    make = payment_request_factory(port, tokens, rng, result.signed)
     started = time.perf_counter()
     deadline = started + result.seconds
     task = progress.add_task(
-        f"{result.backend}, {result.workers} workers, {result.concurrency} connections",
+        f"{result.backend}{'' if result.signed else ' unsigned'}, {result.workers} workers, "
+        f"{result.concurrency} connections",
         total=result.seconds,
     )
 
@@ -245,16 +279,16 @@ def verify(url: str, result: Result) -> None:
         database.dispose()
 
 
-def run(backend: str, args: argparse.Namespace, progress: Progress) -> Result:
+def run(backend: str, signed: bool, args: argparse.Namespace, progress: Progress) -> Result:
     databases = {"sqlite": common.sqlite_database, "postgresql": common.postgres_database}
     with databases[backend]() as url:
         users = seed(url, args.customers)
-        with server(url, args.workers) as base:
+        with server(url, args.workers, signed) as base:
             tokens = login_all(base, users)
-            result = Result(backend, args.workers, args.concurrency, args.seconds)
+            result = Result(backend, args.workers, args.concurrency, args.seconds, signed=signed)
             port = int(base.rsplit(":", 1)[1])
             # Warm up connection pools and statement caches before measuring.
-            warm = Result(backend, args.workers, args.concurrency, 2.0)
+            warm = Result(backend, args.workers, args.concurrency, 2.0, signed=signed)
             asyncio.run(drive(port, tokens, warm, progress))
             asyncio.run(drive(port, tokens, result, progress))
         verify(url, result)
@@ -273,7 +307,9 @@ def render(results: list[Result], command: str) -> str:
         "WARNING. Load generator: `bench/api.py` itself, closed-loop keep-alive HTTP/1.1",
         "connections on asyncio in one process on the same machine (it takes CPU from the",
         "server). Every request is a p2p payment with a bearer session, a fresh",
-        "Idempotency-Key, limit check, ledger posting, payment history and outbox event.",
+        "Idempotency-Key, limit check, ledger posting, payment history and outbox event;",
+        "unless marked unsigned, it is signed by the payer's Ed25519 device key (RFC 8785 bytes)",
+        "and the server verifies device, signature, timestamp and nonce and stores the evidence.",
         "",
         "| backend | server workers | connections | payments/s | p50 ms | p95 ms | p99 ms "
         "| non-201 | ledger ok | target |",
@@ -286,7 +322,8 @@ def render(results: list[Result], command: str) -> str:
         )
         others = sum(count for status, count in r.statuses.items() if status != 201)
         lines.append(
-            f"| {r.backend} | {r.workers} | {r.concurrency} | {r.rate:,.0f} | "
+            f"| {r.backend}{'' if r.signed else ' (unsigned)'} | {r.workers} | "
+            f"{r.concurrency} | {r.rate:,.0f} | "
             f"{r.percentile(0.5):.1f} | {r.percentile(0.95):.1f} | {r.percentile(0.99):.1f} | "
             f"{others} | {'yes' if r.invariants_ok else 'NO'} "
             f"({r.stored_payments:,} stored / {r.acknowledged:,} acknowledged) | {target} |"
@@ -301,6 +338,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--customers", type=int, default=50)
+    parser.add_argument(
+        "--signing",
+        choices=["signed", "unsigned", "both"],
+        default="both",
+        help="unsigned is the baseline: the server is started with signatures not required",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not update the doc")
     args = parser.parse_args(argv)
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
@@ -308,12 +351,17 @@ def main(argv: list[str] | None = None) -> int:
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), console=console
     ) as progress:
+        modes = [True, False] if args.signing == "both" else [args.signing == "signed"]
         for backend in backends:
-            results.append(run(backend, args, progress))
-    table = Table("backend", "payments/s", "p50 ms", "p95 ms", "p99 ms", "statuses", "ledger ok")
+            for signed in modes:
+                results.append(run(backend, signed, args, progress))
+    table = Table(
+        "backend", "signed", "payments/s", "p50 ms", "p95 ms", "p99 ms", "statuses", "ledger ok"
+    )
     for r in results:
         table.add_row(
             r.backend,
+            str(r.signed),
             f"{r.rate:,.0f}",
             f"{r.percentile(0.5):.1f}",
             f"{r.percentile(0.95):.1f}",

@@ -16,11 +16,13 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
@@ -107,6 +109,11 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Set
         "argon2_memory_kib": 64,
         "argon2_parallelism": 1,
         "idempotency_wait_seconds": 10.0,
+        # Tests send many one-time codes per customer; the production default is 5 an hour.
+        "otp_sends_per_hour": 1000,
+        # Login delays are tested on their own (tests/identity/test_sessions.py); elsewhere
+        # a test's deliberate wrong password must not make its next login wait.
+        "login_delay_base_ms": 0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -136,9 +143,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture
-def live_server(settings: Settings) -> Iterator[str]:
-    """A real `uvicorn` server process on the test database; yields its base URL."""
+@contextmanager
+def serve(settings: Settings, **extra_env: str) -> Iterator[str]:
+    """Run a real `uvicorn` server process on the test database; yields its base URL."""
     port = _free_port()
     env = {
         **os.environ,
@@ -150,6 +157,9 @@ def live_server(settings: Settings) -> Iterator[str]:
         "PAYGUARD_ARGON2_PARALLELISM": "1",
         "PAYGUARD_IDEMPOTENCY_WAIT_SECONDS": "10",
         "PAYGUARD_DATABASE_POOL_SIZE": "12",
+        "PAYGUARD_OTP_SENDS_PER_HOUR": "1000",
+        "PAYGUARD_LOGIN_DELAY_BASE_MS": "0",
+        **extra_env,
     }
     process = subprocess.Popen(
         [
@@ -183,3 +193,21 @@ def live_server(settings: Settings) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def live_server(settings: Settings) -> Iterator[str]:
+    """A real `uvicorn` server process on the test database; yields its base URL."""
+    with serve(settings) as base:
+        yield base
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """Redis at 127.0.0.1:6379: skip on a laptop without it, fail in CI."""
+    url = os.environ.get("PAYGUARD_TEST_REDIS", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except redis.RedisError as error:
+        service_unavailable("Redis at 127.0.0.1:6379", error)
+    return url

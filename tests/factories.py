@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from payguard import clock
+from payguard.client.signing import DeviceKey, sign_instruction
 from payguard.db.engine import Database
+from payguard.identity import notifications
 from payguard.identity import service as identity
 from payguard.settings import Settings
 
@@ -21,34 +25,154 @@ class Customer:
     username: str
     token: str
     wallet_id: str
+    phone: str = ""
+    device_key: DeviceKey | None = None
+    device_id: str | None = None
 
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-def register(client: httpx.Client, username: str) -> Customer:
+def database_of(client: httpx.Client, db: Database | None = None) -> Database:
+    """The database behind ``client``: a TestClient's app, or the one given (live servers)."""
+    if db is not None:
+        return db
+    app = getattr(client, "app", None)
+    if app is None:
+        raise ValueError("a live-server client needs db= to read the message outbox")
+    found: Database = app.state.services.db
+    return found
+
+
+def last_code(db: Database, recipient: str) -> str:
+    """The newest one-time code the outbox sender 'sent' to ``recipient``."""
+    with db.read() as session:
+        code = notifications.latest_sent_code(session, recipient)
+    assert code is not None, "no code was sent"
+    return code
+
+
+def register(
+    client: httpx.Client,
+    username: str,
+    *,
+    device: bool = True,
+    db: Database | None = None,
+) -> Customer:
+    """A customer with a phone, a session and (by default) a registered device key."""
+    phone = "+86138" + "".join(str(secrets.randbelow(10)) for _ in range(8))
     created = client.post(
         "/v1/customers",
-        json={"username": username, "password": PASSWORD, "display_name": username.title()},
+        json={
+            "username": username,
+            "password": PASSWORD,
+            "display_name": username.title(),
+            "phone": phone,
+        },
     )
     assert created.status_code == 201, created.text
     body = created.json()
     token = client.post("/v1/sessions", json={"username": username, "password": PASSWORD})
     assert token.status_code == 201, token.text
-    return Customer(body["id"], username, token.json()["token"], body["wallet_account_ids"][0])
+    customer = Customer(
+        body["id"], username, token.json()["token"], body["wallet_account_ids"][0], phone
+    )
+    if device:
+        register_device(client, customer, db=db)
+    return customer
+
+
+def register_device(
+    client: httpx.Client, customer: Customer, *, db: Database | None = None
+) -> dict[str, Any]:
+    """Prove a second factor by SMS code and register a fresh Ed25519 device key."""
+    database = database_of(client, db)
+    sent = client.post(
+        "/v1/factors/otp", headers=customer.auth, json={"channel": "sms", "purpose": "device"}
+    )
+    assert sent.status_code in (200, 201, 202), sent.text
+    key = DeviceKey.generate()
+    reply = client.post(
+        "/v1/devices",
+        headers=customer.auth,
+        json={
+            "name": "test phone",
+            "algorithm": key.algorithm,
+            "public_key": key.public_pem,
+            "factor": "otp",
+            "code": last_code(database, customer.phone),
+        },
+    )
+    assert reply.status_code == 201, reply.text
+    customer.device_key, customer.device_id = key, reply.json()["id"]
+    result: dict[str, Any] = reply.json()
+    return result
+
+
+def signed(customer: Customer, body: dict[str, Any], key: str, **extra: Any) -> dict[str, Any]:
+    """``body`` as the customer's device would send it (unsigned if it has no device)."""
+    if customer.device_key is None or customer.device_id is None:
+        return {**body, **extra}
+    return sign_instruction(
+        body,
+        key=customer.device_key,
+        device_id=customer.device_id,
+        idempotency_key=key,
+        # The app's clock, which tests may freeze, is the device's clock too.
+        now=clock.now(),
+        **extra,
+    )
+
+
+def pass_challenge(
+    client: httpx.Client, customer: Customer, challenge_id: str, db: Database | None = None
+) -> None:
+    """Complete a step-up challenge with an SMS code, as the customer would."""
+    sent = client.post(
+        f"/v1/challenges/{challenge_id}/code", headers=customer.auth, json={"channel": "sms"}
+    )
+    assert sent.status_code == 200, sent.text
+    code = last_code(database_of(client, db), customer.phone)
+    passed = client.post(
+        f"/v1/challenges/{challenge_id}/verify",
+        headers=customer.auth,
+        json={"factor": "sms", "code": code},
+    )
+    assert passed.status_code == 200, passed.text
 
 
 def pay(
-    client: httpx.Client, customer: Customer, key: str | None = None, **body: Any
+    client: httpx.Client,
+    customer: Customer,
+    key: str | None = None,
+    *,
+    step_up: bool = True,
+    db: Database | None = None,
+    **body: Any,
 ) -> httpx.Response:
+    """Submit a signed payment; a step-up challenge is passed by SMS unless step_up=False."""
     body.setdefault("currency", "CNY")
-    headers = {**customer.auth, "Idempotency-Key": key or str(uuid.uuid4())}
-    return client.post("/v1/payments", headers=headers, json=body)
+    key = key or str(uuid.uuid4())
+    headers = {**customer.auth, "Idempotency-Key": key}
+    reply = client.post("/v1/payments", headers=headers, json=signed(customer, body, key))
+    if step_up and reply.status_code == 403 and reply.json().get("code") == "challenge-required":
+        challenge_id = reply.json()["challenge_id"]
+        pass_challenge(client, customer, challenge_id, db)
+        reply = client.post(
+            "/v1/payments",
+            headers=headers,
+            json=signed(customer, body, key, challenge_id=challenge_id),
+        )
+    return reply
 
 
-def top_up(client: httpx.Client, customer: Customer, amount: int) -> dict[str, Any]:
-    reply = pay(client, customer, kind="top_up", amount=amount, bank_account="6222020200112233")
+def top_up(
+    client: httpx.Client, customer: Customer, amount: int, db: Database | None = None
+) -> dict[str, Any]:
+    reply = pay(
+        client, customer, kind="top_up", amount=amount, bank_account="6222020200112233", db=db
+    )
     assert reply.status_code == 201, reply.text
     result: dict[str, Any] = reply.json()
     return result

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from payguard.app import create_app
 from payguard.settings import Settings
 from tests.conftest import make_settings
+from tests.factories import register, top_up
 
 
 def test_health_and_readiness(client: TestClient) -> None:
@@ -33,18 +34,9 @@ def test_readiness_fails_when_the_database_is_gone(tmp_path: Path) -> None:
 def test_metrics_count_requests_by_route_template_and_payments_by_status(
     client: TestClient,
 ) -> None:
-    client.post(
-        "/v1/customers",
-        json={"username": "mia", "password": "long-enough-pw", "display_name": "Mia"},
-    )
-    token = client.post(
-        "/v1/sessions", json={"username": "mia", "password": "long-enough-pw"}
-    ).json()["token"]
-    client.post(
-        "/v1/payments",
-        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "m-1"},
-        json={"kind": "top_up", "amount": 500, "currency": "CNY", "bank_account": "62220000"},
-    )
+    mia = register(client, "mia")
+    token = mia.token
+    top_up(client, mia, 500)
     client.get("/v1/payments/pay_does_not_exist", headers={"Authorization": f"Bearer {token}"})
     text = client.get("/metrics").text
     assert 'payguard_payments{status="confirmed"} 1.0' in text

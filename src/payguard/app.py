@@ -19,6 +19,7 @@ from payguard import __version__, web
 from payguard.console.api import router as console_router
 from payguard.db.engine import Database
 from payguard.errors import BodyTooLarge, ProblemError
+from payguard.identity import instructions
 from payguard.identity.api import router as identity_router
 from payguard.ledger.api import router as ledger_router
 from payguard.observability import (
@@ -97,6 +98,9 @@ def _sweeper(services: web.Services, stop: threading.Event, interval: float) -> 
             purged = services.db.transact(idempotency.purge_expired)
             if purged:
                 log.info("idempotency_records_purged", count=purged)
+            forgotten = services.db.transact(instructions.purge_expired_nonces)
+            if forgotten:
+                log.info("nonces_expired", count=forgotten)
         except Exception as error:  # the sweeper must outlive a bad minute of the database
             log.warning("hold_sweeper_failed", error_type=type(error).__name__)
 

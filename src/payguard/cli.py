@@ -30,6 +30,7 @@ accounts_app = typer.Typer(help="Ledger accounts", no_args_is_help=True)
 staff_app = typer.Typer(help="Staff users", no_args_is_help=True)
 merchants_app = typer.Typer(help="Merchants", no_args_is_help=True)
 ledger_app = typer.Typer(help="Ledger maintenance", no_args_is_help=True)
+payments_app = typer.Typer(help="Payments", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(demo_app, name="demo")
@@ -37,6 +38,7 @@ app.add_typer(accounts_app, name="accounts")
 app.add_typer(staff_app, name="staff")
 app.add_typer(merchants_app, name="merchants")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(payments_app, name="payments")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -147,7 +149,20 @@ def demo_seed() -> None:
         console.print("demo data already present")
     console.print(f"  customers: {', '.join(summary.customer_usernames)}")
     console.print(f"  customer password: {settings.demo_password.get_secret_value()}")
-    console.print(f"  staff admin: {summary.staff_username} (password as above)")
+    console.print(
+        f"  staff admin: {summary.staff_username} (password as above; "
+        "TOTP code: `payguard demo code`)"
+    )
+
+
+@demo_app.command("code")
+def demo_code() -> None:
+    """The demo admin's current TOTP code (stand-in for an authenticator app)."""
+    from payguard import clock
+    from payguard.identity import totp
+
+    settings = _settings()
+    print(totp.code_at(settings.demo_staff_totp_secret.get_secret_value(), clock.now()))
 
 
 # ---------------------------------------------------------------- accounts
@@ -327,17 +342,31 @@ def staff_create(
 
     if prompt_password:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    import pyotp
+
+    from payguard.identity import totp
+
     settings = _settings()
     database = _database(settings)
+    # Staff MFA is mandatory: the TOTP secret is made here and shown once, as a URI
+    # for the staff member's authenticator app.
+    secret = pyotp.random_base32()
     try:
         staff, issued = database.transact(
             lambda session: identity.create_staff(
-                session, settings, username=username, role=role, password=password
+                session,
+                settings,
+                username=username,
+                role=role,
+                password=password,
+                totp_secret=secret,
             )
         )
     finally:
         database.dispose()
     console.print(f"staff user {staff.username} ({staff.role}) created: {staff.id}")
+    console.print("TOTP for the authenticator app (shown once; sign-in needs its codes):")
+    print(totp.provisioning_uri(settings, secret, staff.username))
     console.print(f"session token (shown once, valid {issued.expires_in // 60} min):")
     print(issued.token)
 
@@ -362,6 +391,34 @@ def merchants_create(
     finally:
         database.dispose()
     console.print(f"merchant {merchant.id} ({merchant.name}) account {merchant.account_id}")
+
+
+@payments_app.command("verify-evidence")
+def payments_verify_evidence(payment_id: str) -> None:
+    """Re-verify a payment's signed instruction with the device key of that time; exit 1
+    if the signature or the instruction hash does not check out."""
+    from payguard.identity import instructions
+
+    settings = _settings()
+    database = _database(settings)
+    with database.read() as session:
+        check = instructions.check_evidence(session, payment_id)
+    database.dispose()
+    if check is None:
+        fail(f"payment '{payment_id}' has no signed instruction on record")
+        return
+    console.print(f"payment {check.payment_id}, device {check.device_id} ({check.algorithm})")
+    console.print(f"verified at {check.verified_at.isoformat()}")
+    console.print(f"instruction hash {check.instruction_hash}")
+    if check.step_up_challenge_id:
+        console.print(f"step-up challenge {check.step_up_challenge_id}")
+    for field, value in sorted(check.instruction.items()):
+        console.print(f"  {field}: {value}")
+    if check.signature_valid and check.hash_matches:
+        console.print("[green]signature valid: the device key signed exactly these bytes[/green]")
+        return
+    console.print("[red]evidence does not verify[/red]")
+    raise typer.Exit(1)
 
 
 @ledger_app.command("check")

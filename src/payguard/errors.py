@@ -132,3 +132,44 @@ class RailUnavailable(ProblemError):
 
 class ServiceUnavailable(ProblemError):
     code, status, title = "service-unavailable", 503, "Service unavailable"
+
+
+# ------------------------------------------------------------ signed instructions, step-up
+
+
+class SignatureRequired(ProblemError):
+    code, status, title = "signature-required", 401, "The instruction must be signed"
+
+
+class UnknownDevice(ProblemError):
+    code, status, title = "unknown-device", 401, "The device is not known or not active"
+
+
+class BadSignature(ProblemError):
+    code, status, title = "bad-signature", 401, "The instruction signature is not valid"
+
+
+class StaleInstruction(ProblemError):
+    code, status, title = "stale-instruction", 401, "The instruction timestamp is out of range"
+
+
+class InstructionReplayed(ProblemError):
+    code, status, title = "instruction-replayed", 409, "The instruction was already used"
+
+
+class ChallengeRequired(ProblemError):
+    code, status, title = "challenge-required", 403, "Step-up authentication required"
+
+
+class ChallengeFailed(ProblemError):
+    code, status, title = "challenge-failed", 403, "The step-up proof was not accepted"
+
+
+class SecondFactorRequired(ProblemError):
+    code, status, title = "second-factor-required", 403, "A second factor is required"
+
+
+class TooManyAttempts(ProblemError):
+    """Login throttling: the same reply whether or not the account exists."""
+
+    code, status, title = "too-many-attempts", 429, "Too many attempts"

@@ -15,6 +15,15 @@ PREFIXES = {
     "event": "evt",
     "merchant": "mer",
     "rail_operation": "rop",
+    "device": "dev",
+    "challenge": "chl",
+    "approval": "apr",
+    "totp": "tot",
+    "recovery_code": "rcv",
+    "one_time_code": "otc",
+    "passkey": "pky",
+    "message": "msg",
+    "login_attempt": "lat",
 }
 
 

@@ -121,6 +121,8 @@ class Settings(BaseSettings):
     )
 
     demo_password: SecretStr = SecretStr("demo-Passw0rd!")
+    # The demo admin's TOTP secret (base32), so `payguard demo code` can show its codes.
+    demo_staff_totp_secret: SecretStr = SecretStr("PAYGUARDDEMOSTAFFTOTPKEY")
     var_dir: Path = Path("var")
 
     @field_validator("default_currency")

@@ -21,6 +21,7 @@ from payguard.errors import (
     ProblemError,
     ValidationProblem,
 )
+from payguard.identity import instructions
 from payguard.identity import service as identity
 from payguard.identity.service import Principal
 from payguard.observability import get_logger
@@ -77,6 +78,9 @@ async def require_customer(principal: PrincipalDep) -> Principal:
     return principal
 
 
+CustomerDep = Annotated[Principal, Depends(require_customer)]
+
+
 def require_staff(*roles: str) -> Any:
     """A dependency admitting staff with one of ``roles`` (admin always passes)."""
 
@@ -102,10 +106,27 @@ async def idempotency_scope(
         )
     key = idempotency.check_key(idempotency_key)
     body = await request.body()
-    fingerprint = idempotency.request_hash(request.method, request.url.path, body)
+    fingerprint = idempotency.request_hash(request.method, request.url.path, _stable_body(body))
     return IdempotencyScope(
         scope=f"{principal.kind}:{principal.subject_id}", key=key, fingerprint=fingerprint
     )
+
+
+def _stable_body(body: bytes) -> bytes:
+    """The body without the parts a re-signed retry changes (nonce, time, signature).
+
+    A signed instruction retried after a lost reply is signed again with a fresh nonce;
+    it is still the same request for the idempotency key."""
+    if b'"nonce"' not in body:
+        return body
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    if not isinstance(document, dict):
+        return body
+    stable = instructions.signed_document(document, None)
+    return instructions.instruction_hash(stable).encode()
 
 
 IdempotencyDep = Annotated[IdempotencyScope, Depends(idempotency_scope)]
@@ -122,7 +143,10 @@ def reply_response(reply: Reply) -> Response:
 
 
 def problem_response(error: ProblemError, request: Request) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
+    retry_after = error.extra.get("retry_after_seconds")
+    if isinstance(retry_after, int):
+        headers["Retry-After"] = str(retry_after)
     return JSONResponse(
         error.to_problem(instance=request.url.path),
         status_code=error.status,

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
+import pyotp
 import pytest
 from fastapi.testclient import TestClient
 
+from payguard import clock
 from payguard.console import api as console_api
 from payguard.db.engine import Database
 from payguard.identity import service as identity
+from payguard.identity import totp
 from payguard.ledger import service as ledger
 from payguard.settings import Settings
+from tests import factories
 
 STAFF_PASSWORD = "console-Passw0rd!"
-CUSTOMER_PASSWORD = "customer-Passw0rd"
 PAGES = (
     "/console",
     "/console/payments",
@@ -27,6 +30,7 @@ PAGES = (
 
 @dataclass
 class World:
+    alice: factories.Customer
     alice_token: str
     alice_wallet: str
     bob_wallet: str
@@ -34,16 +38,34 @@ class World:
     p2p_id: str
 
 
+# TOTP secrets of this test's staff, and how many codes each has used: each sign-in
+# needs a code of a later time step than the last (within the one-step drift window).
+_STAFF_TOTP: dict[str, tuple[str, int]] = {}
+
+
 def make_staff(settings: Settings, username: str, role: str) -> None:
+    secret = pyotp.random_base32()
+    _STAFF_TOTP[username] = (secret, 0)
     database = Database(settings.database_url)
     try:
         database.transact(
             lambda session: identity.create_staff(
-                session, settings, username=username, role=role, password=STAFF_PASSWORD
+                session,
+                settings,
+                username=username,
+                role=role,
+                password=STAFF_PASSWORD,
+                totp_secret=secret,
             )
         )
     finally:
         database.dispose()
+
+
+def totp_code(username: str) -> str:
+    secret, used = _STAFF_TOTP[username.lower()]
+    _STAFF_TOTP[username.lower()] = (secret, used + 1)
+    return totp.code_at(secret, clock.now() + timedelta(seconds=30 * used))
 
 
 def hidden(html: str, name: str) -> str:
@@ -61,6 +83,7 @@ def login(client: TestClient, username: str, password: str = STAFF_PASSWORD) -> 
         data={
             "username": username,
             "password": password,
+            "otp": totp_code(username),
             "csrf_token": hidden(form.text, "csrf_token"),
             "next": "/console",
         },
@@ -72,24 +95,8 @@ def login(client: TestClient, username: str, password: str = STAFF_PASSWORD) -> 
     return hidden(dashboard.text, "csrf_token")
 
 
-def register(client: TestClient, username: str) -> tuple[str, str]:
-    created = client.post(
-        "/v1/customers",
-        json={"username": username, "password": CUSTOMER_PASSWORD, "display_name": username},
-    )
-    assert created.status_code == 201, created.text
-    token = client.post(
-        "/v1/sessions", json={"username": username, "password": CUSTOMER_PASSWORD}
-    ).json()["token"]
-    return token, created.json()["wallet_account_ids"][0]
-
-
-def pay(client: TestClient, token: str, **body: object) -> dict[str, object]:
-    reply = client.post(
-        "/v1/payments",
-        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())},
-        json={"currency": "CNY", **body},
-    )
+def pay(client: TestClient, customer: factories.Customer, **body: object) -> dict[str, object]:
+    reply = factories.pay(client, customer, **body)
     assert reply.status_code == 201, reply.text
     result: dict[str, object] = reply.json()
     return result
@@ -99,21 +106,22 @@ def pay(client: TestClient, token: str, **body: object) -> dict[str, object]:
 def world(client: TestClient, settings: Settings) -> World:
     make_staff(settings, "ops", "admin")
     make_staff(settings, "watcher", "viewer")
-    alice_token, alice_wallet = register(client, "alice")
-    _bob_token, bob_wallet = register(client, "bob")
-    top_up = pay(client, alice_token, kind="top_up", amount=50_000, bank_account="6222000011112222")
+    alice = factories.register(client, "alice")
+    bob = factories.register(client, "bob", device=False)
+    top_up = pay(client, alice, kind="top_up", amount=50_000, bank_account="6222000011112222")
     p2p = pay(
         client,
-        alice_token,
+        alice,
         kind="p2p",
         amount=1_234,
         payee_username="bob",
         memo="<script>alert(1)</script>",
     )
     return World(
-        alice_token=alice_token,
-        alice_wallet=alice_wallet,
-        bob_wallet=bob_wallet,
+        alice=alice,
+        alice_token=alice.token,
+        alice_wallet=alice.wallet_id,
+        bob_wallet=bob.wallet_id,
         top_up_id=str(top_up["id"]),
         p2p_id=str(p2p["id"]),
     )
@@ -139,6 +147,7 @@ def test_login_sets_a_strict_cookie_and_logout_revokes_it(client: TestClient, wo
         data={
             "username": "OPS",
             "password": STAFF_PASSWORD,
+            "otp": totp_code("ops"),
             "csrf_token": hidden(form.text, "csrf_token"),
             "next": "/console/payments",
         },
@@ -190,7 +199,12 @@ def test_wrong_password_and_forged_login_form_are_refused(client: TestClient, wo
     client.cookies.clear()
     forged = client.post(
         "/console/login",
-        data={"username": "ops", "password": STAFF_PASSWORD, "csrf_token": csrf},
+        data={
+            "username": "ops",
+            "password": STAFF_PASSWORD,
+            "otp": totp_code("ops"),
+            "csrf_token": csrf,
+        },
         follow_redirects=False,
     )
     assert forged.status_code == 403
@@ -204,6 +218,7 @@ def test_login_never_redirects_off_the_console(client: TestClient, world: World)
         data={
             "username": "ops",
             "password": STAFF_PASSWORD,
+            "otp": totp_code("ops"),
             "csrf_token": hidden(form.text, "csrf_token"),
             "next": "https://evil.example/console",
         },
@@ -385,13 +400,8 @@ def test_freeze_and_unfreeze_with_a_valid_form_token(
     assert "The account is frozen" in page.text
     assert "Unfreeze account" in page.text
     # A frozen wallet cannot pay.
-    refused = client.post(
-        "/v1/payments",
-        headers={
-            "Authorization": f"Bearer {world.alice_token}",
-            "Idempotency-Key": str(uuid.uuid4()),
-        },
-        json={"kind": "p2p", "amount": 100, "currency": "CNY", "payee_username": "bob"},
+    refused = factories.pay(
+        client, world.alice, kind="p2p", amount=100, payee_username="bob", step_up=False
     )
     assert refused.status_code == 409
 

@@ -14,6 +14,7 @@ PUBLIC_ROUTES = {
     ("POST", "/v1/customers"),
     ("POST", "/v1/sessions"),
     ("POST", "/v1/staff/sessions"),
+    ("POST", "/v1/sessions/refresh"),
 }
 
 

@@ -5,12 +5,32 @@ from __future__ import annotations
 import random
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 
+from payguard.db.engine import Database
 from payguard.settings import Settings
-from tests.factories import Customer, invariants, register, set_tier, staff_auth, top_up
+from tests.factories import (
+    Customer,
+    invariants,
+    register,
+    set_tier,
+    signed,
+    staff_auth,
+    top_up,
+)
+
+
+@pytest.fixture
+def outbox(settings: Settings) -> Iterator[Database]:
+    """The live server's database, where the tests read the SMS codes it 'sent'."""
+    database = Database(settings.database_url)
+    yield database
+    database.dispose()
+
 
 WORKERS = 8
 PAYMENTS_PER_WORKER = 500
@@ -19,13 +39,13 @@ OPENING = 1_000_000
 
 
 def test_eight_workers_by_five_hundred_payments_keep_the_ledger_right(
-    live_server: str, settings: Settings
+    live_server: str, settings: Settings, outbox: Database
 ) -> None:
     with httpx.Client(base_url=live_server, timeout=60) as client:
-        customers = [register(client, f"c{index:02d}") for index in range(ACCOUNTS)]
+        customers = [register(client, f"c{index:02d}", db=outbox) for index in range(ACCOUNTS)]
         for customer in customers:
             set_tier(client, settings, customer, 3)
-            top_up(client, customer, OPENING)
+            top_up(client, customer, OPENING, db=outbox)
 
         def worker(seed: int) -> list[tuple[int, str | None, str]]:
             rng = random.Random(seed)
@@ -36,15 +56,17 @@ def test_eight_workers_by_five_hundred_payments_keep_the_ledger_right(
                 for _ in range(PAYMENTS_PER_WORKER):
                     payer: Customer = rng.choice(hot if rng.random() < 0.5 else customers)
                     payee = rng.choice([c for c in customers if c is not payer])
+                    key = str(uuid.uuid4())
+                    instruction = {
+                        "kind": "p2p",
+                        "amount": rng.randint(1, 40_000),
+                        "currency": "CNY",
+                        "payee_account_id": payee.wallet_id,
+                    }
                     reply = own.post(
                         "/v1/payments",
-                        headers={**payer.auth, "Idempotency-Key": str(uuid.uuid4())},
-                        json={
-                            "kind": "p2p",
-                            "amount": rng.randint(1, 40_000),
-                            "currency": "CNY",
-                            "payee_account_id": payee.wallet_id,
-                        },
+                        headers={**payer.auth, "Idempotency-Key": key},
+                        json=signed(payer, instruction, key),
                     )
                     body = reply.json()
                     results.append((reply.status_code, body.get("id"), body.get("code", "")))
@@ -74,25 +96,27 @@ def test_eight_workers_by_five_hundred_payments_keep_the_ledger_right(
 
 
 def test_parallel_payments_cannot_overshoot_the_daily_limit(
-    live_server: str, settings: Settings
+    live_server: str, settings: Settings, outbox: Database
 ) -> None:
     with httpx.Client(base_url=live_server, timeout=60) as client:
-        rich = register(client, "rich")
-        register(client, "friend")
-        top_up(client, rich, 1_000_000)
+        rich = register(client, "rich", db=outbox)
+        register(client, "friend", db=outbox)
+        top_up(client, rich, 1_000_000, db=outbox)
 
         # Tier 0: 1,000.00 CNY a day; twenty payments of 100.00 race for ten slots.
         def send(index: int) -> int:
             with httpx.Client(base_url=live_server, timeout=60) as own:
+                key = f"limit-{index}"
+                instruction = {
+                    "kind": "p2p",
+                    "amount": 10_000,
+                    "currency": "CNY",
+                    "payee_username": "friend",
+                }
                 reply = own.post(
                     "/v1/payments",
-                    headers={**rich.auth, "Idempotency-Key": f"limit-{index}"},
-                    json={
-                        "kind": "p2p",
-                        "amount": 10_000,
-                        "currency": "CNY",
-                        "payee_username": "friend",
-                    },
+                    headers={**rich.auth, "Idempotency-Key": key},
+                    json=signed(rich, instruction, key),
                 )
                 return reply.status_code
 

@@ -7,8 +7,18 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from fastapi.testclient import TestClient
 
+from payguard.db.engine import Database
 from payguard.settings import Settings
-from tests.factories import PASSWORD, balance, invariants, pay, payment_count, register, top_up
+from tests.factories import (
+    PASSWORD,
+    balance,
+    invariants,
+    pay,
+    payment_count,
+    register,
+    signed,
+    top_up,
+)
 
 
 def test_same_key_same_body_replays_the_original(client: TestClient, settings: Settings) -> None:
@@ -33,18 +43,21 @@ def test_same_key_same_body_replays_the_original(client: TestClient, settings: S
 
 
 def test_twenty_parallel_identical_requests_make_one_payment(
-    live_server: str, settings: Settings
+    live_server: str, settings: Settings, db: Database
 ) -> None:
     with httpx.Client(base_url=live_server, timeout=30) as client:
-        ola = register(client, "ola")
-        register(client, "pia")
-        top_up(client, ola, 100_000)
+        ola = register(client, "ola", db=db)
+        register(client, "pia", device=False)
+        top_up(client, ola, 100_000, db=db)
         headers = {**ola.auth, "Idempotency-Key": "parallel-key"}
         body = {"kind": "p2p", "amount": 1_000, "currency": "CNY", "payee_username": "pia"}
 
         def send(_: int) -> httpx.Response:
             with httpx.Client(base_url=live_server, timeout=30) as own:
-                return own.post("/v1/payments", headers=headers, json=body)
+                # A retry is signed afresh (new nonce); the idempotency key makes it one payment.
+                return own.post(
+                    "/v1/payments", headers=headers, json=signed(ola, body, "parallel-key")
+                )
 
         with ThreadPoolExecutor(max_workers=20) as pool:
             replies = list(pool.map(send, range(20)))

@@ -15,12 +15,37 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pyotp
+
+from payguard.client.signing import DeviceKey, sign_instruction
 
 RETRYABLE_CODES = {"idempotency-in-progress", "write-conflict"}
+
+
+class TotpAuthenticator:
+    """The authenticator app: RFC 6238 codes from the shared secret.
+
+    The server accepts each time step once and one step of clock drift either way, so
+    this hands out the current step, then the next; a third code in the same 30 s waits.
+    """
+
+    def __init__(self, secret: str) -> None:
+        self.totp = pyotp.TOTP(secret)
+        self.last_step = -1
+
+    def code(self) -> str:
+        while True:
+            step = int(time.time()) // self.totp.interval
+            usable = step if step > self.last_step else self.last_step + 1
+            if usable <= step + 1:
+                self.last_step = usable
+                return self.totp.at(usable * self.totp.interval)
+            time.sleep(1.0)
 
 
 class PayguardError(Exception):
@@ -126,6 +151,13 @@ class PayguardClient:
         self.max_retries = max_retries
         self.backoff_seconds = backoff_seconds
         self.last_status: int | None = None  # HTTP status of the last reply, for logs
+        self.refresh_token: str | None = None
+        # What the phone holds: the device key, and the authenticator app's TOTP secret.
+        self.device_key: DeviceKey | None = None
+        self.device_id: str | None = None
+        self.authenticator: TotpAuthenticator | None = None
+        # Called with a challenge-required problem; returns (factor, code).
+        self.step_up_handler: Callable[[dict[str, Any]], tuple[str, str]] | None = None
 
     def close(self) -> None:
         if self._owns_http:
@@ -161,8 +193,13 @@ class PayguardClient:
         while True:
             attempt += 1
             try:
+                payload = json() if callable(json) else json  # signed bodies: fresh per attempt
                 reply = self.http.request(
-                    method, path, json=json, params=params, headers=self._headers(idempotency_key)
+                    method,
+                    path,
+                    json=payload,
+                    params=params,
+                    headers=self._headers(idempotency_key),
                 )
             except httpx.TransportError:
                 if not retry_safe or attempt > self.max_retries:
@@ -189,16 +226,110 @@ class PayguardClient:
 
     # ------------------------------------------------------------ identity
 
-    def register(self, username: str, password: str, display_name: str) -> dict[str, Any]:
+    def register(
+        self, username: str, password: str, display_name: str, **real_name: Any
+    ) -> dict[str, Any]:
+        """Register; ``real_name`` takes legal_name, id_document_type, id_number, phone, email."""
         body = {"username": username, "password": password, "display_name": display_name}
+        body.update(_without_none(**real_name))
         result: dict[str, Any] = self._request("POST", "/v1/customers", json=body)
         return result
 
-    def login(self, username: str, password: str, *, staff: bool = False) -> str:
+    def login(
+        self, username: str, password: str, *, staff: bool = False, otp: str | None = None
+    ) -> str:
+        """Log in; a customer's session is bound to this client's device when it has one."""
         path = "/v1/staff/sessions" if staff else "/v1/sessions"
-        reply = self._request("POST", path, json={"username": username, "password": password})
+        body = _without_none(
+            username=username,
+            password=password,
+            otp=otp,
+            device_id=None if staff else self.device_id,
+        )
+        reply = self._request("POST", path, json=body)
         self.token = str(reply["token"])
+        self.refresh_token = reply.get("refresh_token")
         return self.token
+
+    # ------------------------------------------------------------ factors and devices
+
+    def enrol_totp(self) -> list[str]:
+        """Enrol TOTP with this client as the authenticator app; returns the recovery codes."""
+        started = self._request("POST", "/v1/factors/totp")
+        self.authenticator = TotpAuthenticator(str(started["secret"]))
+        confirmed = self._request(
+            "POST", "/v1/factors/totp/confirm", json={"code": self.authenticator.code()}
+        )
+        return list(confirmed.get("recovery_codes", []))
+
+    def request_code(self, channel: str = "sms", purpose: str = "device") -> dict[str, Any]:
+        """Have a one-time code sent to the phone or e-mail on file."""
+        result: dict[str, Any] = self._request(
+            "POST", "/v1/factors/otp", json={"channel": channel, "purpose": purpose}
+        )
+        return result
+
+    def send_challenge_code(self, challenge_id: str, channel: str = "sms") -> str:
+        """Have a one-time code for this step-up challenge sent; returns where (masked)."""
+        reply = self._request(
+            "POST", f"/v1/challenges/{challenge_id}/code", json={"channel": channel}
+        )
+        return str(reply["sent_to"])
+
+    def register_device(
+        self,
+        name: str,
+        *,
+        key: DeviceKey | None = None,
+        factor: str = "totp",
+        code: str | None = None,
+        platform: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Register a device key (generated if not given), proven by a second factor."""
+        key = key or DeviceKey.generate()
+        if code is None:
+            if factor != "totp" or self.authenticator is None:
+                raise ValueError("give the code of the second factor, or enrol TOTP first")
+            code = self.authenticator.code()
+        body = _without_none(
+            name=name,
+            algorithm=key.algorithm,
+            public_key=key.public_pem,
+            platform=platform,
+            factor=factor,
+            code=code,
+        )
+        device: dict[str, Any] = self._request("POST", "/v1/devices", json=body)
+        self.device_key, self.device_id = key, str(device["id"])
+        return device
+
+    def devices(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request("GET", "/v1/devices")
+        return result
+
+    def revoke_device(self, device_id: str) -> None:
+        self._request("DELETE", f"/v1/devices/{device_id}")
+
+    def complete_challenge(
+        self, challenge_id: str, factor: str, code: str | None = None, **proof: Any
+    ) -> dict[str, Any]:
+        body = _without_none(factor=factor, code=code, **proof)
+        result: dict[str, Any] = self._request(
+            "POST", f"/v1/challenges/{challenge_id}/verify", json=body
+        )
+        return result
+
+    def _step_up(self, problem: dict[str, Any]) -> str:
+        """Complete a challenge with the step-up handler, or TOTP; returns its id."""
+        challenge_id = str(problem["challenge_id"])
+        if self.step_up_handler is not None:
+            factor, code = self.step_up_handler(problem)
+        elif self.authenticator is not None and "totp" in problem.get("allowed_factors", []):
+            factor, code = "totp", self.authenticator.code()
+        else:
+            raise PayguardError(403, "challenge-required", str(problem.get("detail")), problem)
+        self.complete_challenge(challenge_id, factor, code)
+        return challenge_id
 
     def logout(self) -> None:
         self._request("DELETE", "/v1/sessions/current")
@@ -238,17 +369,45 @@ class PayguardClient:
 
     # ------------------------------------------------------------ payments
 
-    def submit(self, instruction: dict[str, Any], *, idempotency_key: str | None = None) -> Payment:
-        """Submit any payment instruction; one key for all retries of this payment."""
+    def submit(
+        self,
+        instruction: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        challenge_id: str | None = None,
+    ) -> Payment:
+        """Submit a payment instruction: signed by the device key when there is one, one
+        Idempotency-Key for all retries, step-up completed and the instruction resubmitted."""
         key = idempotency_key or str(uuid.uuid4())
-        body = self._request(
-            "POST",
-            "/v1/payments",
-            json=instruction,
+        for _round in range(3):
+            try:
+                body = self._request(
+                    "POST",
+                    "/v1/payments",
+                    json=lambda proof=challenge_id: self._signed(instruction, key, proof),
+                    idempotency_key=key,
+                    accept_decided_payment=True,
+                )
+            except PayguardError as error:
+                if error.code != "challenge-required" or challenge_id is not None:
+                    raise
+                challenge_id = self._step_up(error.body)
+                continue
+            return Payment.from_json(body)
+        raise PayguardError(403, "challenge-required", "step-up did not complete", {})
+
+    def _signed(
+        self, instruction: dict[str, Any], key: str, challenge_id: str | None
+    ) -> dict[str, Any]:
+        if self.device_key is None or self.device_id is None:
+            return {**instruction, **_without_none(challenge_id=challenge_id)}
+        return sign_instruction(
+            instruction,
+            key=self.device_key,
+            device_id=self.device_id,
             idempotency_key=key,
-            accept_decided_payment=True,
+            challenge_id=challenge_id,
         )
-        return Payment.from_json(body)
 
     def pay_p2p(
         self,

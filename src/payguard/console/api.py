@@ -24,6 +24,7 @@ from payguard.console.security import StaffDep
 from payguard.errors import Forbidden, NotAuthenticated, NotFound, ProblemError
 from payguard.events import service as events
 from payguard.identity import service as identity
+from payguard.identity import sessions
 from payguard.ledger import service as ledger
 from payguard.ledger.models import AccountKind, AccountStatus, LedgerAccount
 from payguard.payments import reports as payment_reports
@@ -120,6 +121,7 @@ def login(
     svc: ServicesDep,
     username: Annotated[str, Form(max_length=120)] = "",
     password: Annotated[str, Form(max_length=256)] = "",
+    otp: Annotated[str, Form(max_length=16)] = "",
     csrf_token: Annotated[str, Form(max_length=128)] = "",
     next: Annotated[str, Form(max_length=2000)] = "/console",
 ) -> Response:
@@ -129,19 +131,30 @@ def login(
         return _login_page(
             request, next_path=target, error="Enter your username and password.", status_code=400
         )
-    try:
-        issued = svc.db.transact(
-            lambda session: identity.login_staff(
-                session, svc.settings, username=username.strip(), password=password
-            )
+    attempt = sessions.Attempt(
+        subject_kind="staff",
+        username=username.strip(),
+        password=password,
+        source_ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+        totp_code=otp.strip() or None,
+    )
+    result = svc.db.transact(lambda session: sessions.login(session, svc.settings, attempt))
+    if result.refusal is not None:
+        refusal = result.refusal
+        message = (
+            "Too many attempts; try again later."
+            if refusal.status == 429
+            else "The username, password or code is not correct."
         )
-    except NotAuthenticated:
         return _login_page(
             request,
             next_path=target,
-            error="The username or password is not correct.",
-            status_code=401,
+            error=message,
+            status_code=refusal.status if refusal.status == 429 else 401,
         )
+    issued = result.issued
+    assert issued is not None
     response = RedirectResponse(target, status_code=303)
     security.set_session_cookie(request, response, issued.token, issued.expires_in)
     return response

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
+from payguard.client.signing import DeviceKey, sign_instruction
 from payguard.db.engine import Database
+from payguard.errors import ChallengeRequired
+from payguard.identity import devices, notifications, stepup
 from payguard.identity import service as identity
 from payguard.identity.service import Principal
 from payguard.payments import service as payments
@@ -15,11 +19,12 @@ from payguard.payments.schemas import PaymentRequest
 from payguard.risk.engine import PassThroughAssessor
 from payguard.settings import Settings
 
+# username, display name, KYC tier, opening top-up, phone (a reserved-looking demo number)
 DEMO_CUSTOMERS = (
-    ("alice", "Alice Demo", 2, 500_000),
-    ("bob", "Bob Demo", 1, 200_000),
-    ("carol", "Carol Demo", 0, 20_000),
-    ("cafe_owner", "Corner Café owner", 2, 0),
+    ("alice", "Alice Demo", 2, 500_000, "+8613800000001"),
+    ("bob", "Bob Demo", 1, 200_000, "+8613800000002"),
+    ("carol", "Carol Demo", 0, 20_000, "+8613800000003"),
+    ("cafe_owner", "Corner Café owner", 2, 0, "+8613800000004"),
 )
 DEMO_STAFF = "admin"
 
@@ -41,17 +46,50 @@ def seed_demo(database: Database, settings: Settings) -> SeedSummary:
     return SeedSummary(created=True, customer_usernames=usernames)
 
 
+@dataclass
+class _DemoDevice:
+    """A seed-time device: its private key lives only in memory and is then forgotten."""
+
+    customer_id: str
+    device_id: str
+    key: DeviceKey
+
+
 def _seed_history(database: Database, settings: Settings, owners: dict[str, str]) -> None:
-    """Opening top-ups and a few payments, made through the real payment pipeline."""
+    """Opening top-ups and a few payments, made through the real payment pipeline:
+    signed by a device key and, where policy asks, passing step-up by SMS code."""
     service = payments.PaymentService(database, settings, PassThroughAssessor(), SimulatedRail())
     currency = settings.default_currency
+    devices_by_user = {
+        username: _register_seed_device(database, settings, customer_id)
+        for username, customer_id in owners.items()
+    }
 
     def pay(username: str, **fields: object) -> None:
-        principal = Principal(kind="customer", subject_id=owners[username], session_id="seed")
-        request = PaymentRequest.model_validate({"currency": currency, **fields})
-        service.submit(principal, request, None)
+        device = devices_by_user[username]
+        principal = Principal(kind="customer", subject_id=device.customer_id, session_id="seed")
+        key = f"demo-seed-{uuid.uuid4()}"
+        scope = payments.IdempotencyScope(f"customer:{device.customer_id}", key, key)
+        instruction = {"currency": currency, **fields}
 
-    for username, _name, _tier, opening in DEMO_CUSTOMERS:
+        def submit(challenge_id: str | None = None) -> None:
+            body = sign_instruction(
+                instruction,
+                key=device.key,
+                device_id=device.device_id,
+                idempotency_key=key,
+                challenge_id=challenge_id,
+            )
+            service.submit(principal, PaymentRequest.model_validate(body), scope)
+
+        try:
+            submit()
+        except ChallengeRequired as required:
+            challenge_id = str(required.extra["challenge_id"])
+            _pass_step_up_by_sms(database, settings, device.customer_id, challenge_id)
+            submit(challenge_id)
+
+    for username, _name, _tier, opening, _phone in DEMO_CUSTOMERS:
         if opening:
             pay(username, kind="top_up", amount=opening, bank_account="6222020200001234")
     with database.read() as session:
@@ -62,12 +100,61 @@ def _seed_history(database: Database, settings: Settings, owners: dict[str, str]
     pay("bob", kind="withdrawal", amount=10_000, bank_account="6222020200005678")
 
 
+def _register_seed_device(database: Database, settings: Settings, customer_id: str) -> _DemoDevice:
+    key = DeviceKey.generate()
+
+    def register(session: Session) -> str:
+        device = devices.register(
+            session,
+            settings,
+            customer_id=customer_id,
+            session_id="seed",
+            name="demo seed device",
+            algorithm=key.algorithm,
+            public_key=key.public_pem,
+            platform={"os": "seed"},
+            factor="seed",
+        )
+        return device.id
+
+    return _DemoDevice(customer_id, database.transact(register), key)
+
+
+def _pass_step_up_by_sms(
+    database: Database, settings: Settings, customer_id: str, challenge_id: str
+) -> None:
+    """What the customer does on their phone: ask for the code, read it, type it in."""
+
+    def send(session: Session) -> str:
+        stepup.send_code(session, settings, customer_id, challenge_id, "sms")
+        phone = identity.get_customer(session, customer_id).phone
+        code = notifications.latest_sent_code(session, phone or "")
+        assert code is not None, "the outbox sender keeps every code it sends"
+        return code
+
+    code = database.transact(send)
+    passed = database.transact(
+        lambda session: stepup.complete(
+            session, settings, customer_id, challenge_id, factor="sms", code=code
+        )
+    )
+    if not passed:
+        raise RuntimeError("the demo step-up code was refused")
+
+
 def _seed(session: Session, settings: Settings) -> dict[str, str]:
     password = settings.demo_password.get_secret_value()
-    identity.create_staff(session, settings, username=DEMO_STAFF, role="admin", password=password)
+    identity.create_staff(
+        session,
+        settings,
+        username=DEMO_STAFF,
+        role="admin",
+        password=password,
+        totp_secret=settings.demo_staff_totp_secret.get_secret_value(),
+    )
     currency = settings.default_currency
     owners: dict[str, str] = {}
-    for username, display_name, tier, _opening in DEMO_CUSTOMERS:
+    for username, display_name, tier, _opening, phone in DEMO_CUSTOMERS:
         customer, _wallet_id = identity.register_customer(
             session,
             settings,
@@ -75,6 +162,7 @@ def _seed(session: Session, settings: Settings) -> dict[str, str]:
             password=password,
             display_name=display_name,
             kyc_tier=tier,
+            phone=phone,
         )
         owners[username] = customer.id
     payments.create_merchant(

@@ -7,20 +7,19 @@ digest is an index probe, which keeps the comparison out of Python entirely.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from dataclasses import dataclass
-from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from payguard import clock, ids
 from payguard.errors import Conflict, NotAuthenticated, NotFound, ValidationProblem
 from payguard.events import service as events
-from payguard.identity.models import AuthSession, Customer, StaffUser
-from payguard.identity.passwords import hash_password, needs_rehash, verify_password
+from payguard.identity import kyc, sessions, totp
+from payguard.identity.models import Customer, StaffUser
+from payguard.identity.passwords import check_password_policy, hash_password
+from payguard.identity.sessions import IssuedSession
 from payguard.ledger import service as ledger
 from payguard.ledger.models import AccountKind
 from payguard.settings import Settings
@@ -34,7 +33,6 @@ STAFF_ROLES = (
     "auditor",
     "admin",
 )
-LOGIN_FAILED = "the username or password is not correct"
 
 
 @dataclass(frozen=True)
@@ -54,24 +52,6 @@ class Principal:
         return self.kind == "staff"
 
 
-@dataclass(frozen=True)
-class IssuedSession:
-    token: str
-    session_id: str
-    expires_in: int
-
-
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _check_password_rules(password: str) -> None:
-    if len(password) < 10:
-        raise ValidationProblem("the password must be at least 10 characters long")
-    if len(password) > 256:
-        raise ValidationProblem("the password must be at most 256 characters long")
-
-
 def register_customer(
     session: Session,
     settings: Settings,
@@ -81,9 +61,32 @@ def register_customer(
     display_name: str,
     currency: str | None = None,
     kyc_tier: int = 0,
+    phone: str | None = None,
+    email: str | None = None,
+    legal_name: str | None = None,
+    id_document_type: str | None = None,
+    id_number: str | None = None,
 ) -> tuple[Customer, str]:
-    """Create a customer and their wallet; returns the customer and the wallet id."""
-    _check_password_rules(password)
+    """Create a customer and their wallet; returns the customer and the wallet id.
+
+    With real-name data (legal name and a valid identity document) the customer starts
+    at KYC tier 1 unless a higher tier is given (the demo seed); see ``kyc``."""
+    check_password_policy(password, username=username)
+    masked = id_digest = None
+    if (legal_name is None) != (id_number is None):
+        raise ValidationProblem("legal_name and id_number: give both or neither")
+    if id_number is not None:
+        document_type = id_document_type or kyc.MAINLAND_ID
+        number = kyc.normalise_document(document_type, id_number)
+        masked, id_digest = kyc.mask(number), kyc.digest(settings, document_type, number)
+        id_document_type = document_type
+        kyc_tier = max(kyc_tier, 1)
+    elif id_document_type is not None:
+        raise ValidationProblem("id_document_type: only together with id_number")
+    if id_digest is not None and session.scalar(
+        select(Customer.id).where(Customer.id_number_digest == id_digest)
+    ):
+        raise Conflict("an account is already registered with this identity document")
     customer = Customer(
         id=ids.new_id("customer"),
         username=username.lower(),
@@ -92,6 +95,12 @@ def register_customer(
         kyc_tier=kyc_tier,
         status="active",
         created_at=clock.now(),
+        phone=phone,
+        email=email.lower() if email else None,
+        legal_name=legal_name,
+        id_document_type=id_document_type,
+        id_number_masked=masked,
+        id_number_digest=id_digest,
     )
     session.add(customer)
     try:
@@ -120,46 +129,20 @@ def find_customer(session: Session, username: str) -> Customer | None:
     return session.scalar(select(Customer).where(Customer.username == username.lower()))
 
 
-def _issue(
-    session: Session, settings: Settings, kind: str, subject_id: str, customer_id: str | None
-) -> IssuedSession:
-    token = secrets.token_urlsafe(32)
-    now = clock.now()
-    record = AuthSession(
-        id=ids.new_id("session"),
-        token_hash=token_digest(token),
-        subject_kind=kind,
-        subject_id=subject_id,
-        customer_id=customer_id,
-        created_at=now,
-        expires_at=now + timedelta(seconds=settings.session_ttl_seconds),
-    )
-    session.add(record)
-    session.flush()
-    return IssuedSession(token=token, session_id=record.id, expires_in=settings.session_ttl_seconds)
-
-
-def login_customer(
-    session: Session, settings: Settings, *, username: str, password: str
-) -> IssuedSession:
-    customer = find_customer(session, username)
-    valid = verify_password(settings, customer.password_hash if customer else None, password)
-    if customer is None or not valid or customer.status != "active":
-        events.emit(session, "identity.login_failed", {"subject_kind": "customer"})
-        raise NotAuthenticated(LOGIN_FAILED)
-    if needs_rehash(settings, customer.password_hash):
-        customer.password_hash = hash_password(settings, password)
-    return _issue(session, settings, "customer", customer.id, customer.id)
-
-
 def create_staff(
-    session: Session, settings: Settings, *, username: str, role: str, password: str | None
+    session: Session,
+    settings: Settings,
+    *,
+    username: str,
+    role: str,
+    password: str | None,
+    totp_secret: str | None = None,
 ) -> tuple[StaffUser, IssuedSession]:
     """Create a staff user and issue their first session (the admin token)."""
     if role not in STAFF_ROLES:
         raise ValidationProblem(f"unknown role '{role}'; one of: {', '.join(STAFF_ROLES)}")
     if password is not None:
-        _check_password_rules(password)
+        check_password_policy(password, username=username)
     staff = StaffUser(
         id=ids.new_id("staff"),
         username=username.lower(),
@@ -173,27 +156,18 @@ def create_staff(
         session.flush()
     except IntegrityError as error:
         raise Conflict("a staff user with that username exists") from error
-    return staff, _issue(session, settings, "staff", staff.id, None)
-
-
-def login_staff(
-    session: Session, settings: Settings, *, username: str, password: str
-) -> IssuedSession:
-    staff = session.scalar(select(StaffUser).where(StaffUser.username == username.lower()))
-    valid = verify_password(settings, staff.password_hash if staff else None, password)
-    if staff is None or not valid or staff.status != "active":
-        events.emit(session, "identity.login_failed", {"subject_kind": "staff"})
-        raise NotAuthenticated(LOGIN_FAILED)
-    return _issue(session, settings, "staff", staff.id, None)
+    if totp_secret is not None:
+        totp.enrol_confirmed(session, "staff", staff.id, totp_secret)
+    # A provisioning token (no refresh) for scripts and the first sign-in set-up.
+    issued = sessions.issue(
+        session, settings, "staff", staff.id, auth_level="provisioned", with_refresh=False
+    )
+    return staff, issued
 
 
 def resolve_token(session: Session, token: str) -> Principal:
     """The principal behind a bearer token, or NotAuthenticated."""
-    record = session.scalar(
-        select(AuthSession).where(AuthSession.token_hash == token_digest(token))
-    )
-    if record is None or record.revoked_at is not None or record.expires_at <= clock.now():
-        raise NotAuthenticated("the session is missing, expired or revoked; log in again")
+    record = sessions.resolve(session, token)
     role = None
     if record.subject_kind == "staff":
         staff = session.get(StaffUser, record.subject_id)
@@ -201,16 +175,17 @@ def resolve_token(session: Session, token: str) -> Principal:
             raise NotAuthenticated("the staff account is not active")
         role = staff.role
     return Principal(
-        kind=record.subject_kind, subject_id=record.subject_id, session_id=record.id, role=role
+        kind=record.subject_kind,
+        subject_id=record.subject_id,
+        session_id=record.id,
+        role=role,
+        device_id=record.device_id,
+        auth_level=record.auth_level,
     )
 
 
 def revoke_session(session: Session, session_id: str) -> None:
-    session.execute(
-        update(AuthSession)
-        .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
-        .values(revoked_at=clock.now())
-    )
+    sessions.revoke(session, session_id)
 
 
 def wallet_ids(session: Session, customer_id: str) -> list[str]:

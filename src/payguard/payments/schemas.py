@@ -31,6 +31,21 @@ class PaymentRequest(BaseModel):
         default=None, max_length=34, description="top-up / withdrawal: the bank account"
     )
     memo: StrictStr | None = Field(default=None, max_length=140)
+    # The signed-instruction envelope (see docs/authentication.md): every field above and
+    # these are signed by the device key, except signature and challenge_id.
+    device_id: StrictStr | None = Field(default=None, max_length=40)
+    nonce: StrictStr | None = Field(default=None, min_length=16, max_length=64)
+    client_timestamp: StrictStr | None = Field(
+        default=None, max_length=40, description="RFC 3339 time of signing on the device"
+    )
+    signature: StrictStr | None = Field(
+        default=None,
+        max_length=200,
+        description="base64url Ed25519, or DER ECDSA P-256/SHA-256, over the RFC 8785 bytes",
+    )
+    challenge_id: StrictStr | None = Field(
+        default=None, max_length=40, description="a passed step-up challenge for this instruction"
+    )
 
 
 class RefundRequest(BaseModel):

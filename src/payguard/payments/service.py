@@ -29,10 +29,12 @@ from payguard.errors import (
     NotFound,
     PaymentNotRefundable,
     ProblemError,
+    SignatureRequired,
     UnknownCurrency,
     ValidationProblem,
 )
 from payguard.events import service as events
+from payguard.identity import instructions, stepup
 from payguard.identity import service as identity
 from payguard.identity.service import Principal
 from payguard.ledger import service as ledger
@@ -65,6 +67,32 @@ from payguard.settings import Settings
 PAYMENTS = cast(Table, Payment.__table__)
 PAYMENT_EVENTS = cast(Table, PaymentEvent.__table__)
 OUTGOING_KINDS = {PaymentKind.P2P, PaymentKind.MERCHANT, PaymentKind.WITHDRAWAL}
+# Failures of the signature check that are security events, not just bad input.
+INSTRUCTION_PROBLEMS = (
+    "unknown-device",
+    "bad-signature",
+    "stale-instruction",
+    "instruction-replayed",
+)
+
+
+class _StepUpNeeded(Exception):
+    """Raised inside the payment transaction; the challenge is created after the rollback."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__(", ".join(reasons))
+        self.reasons = reasons
+
+
+@dataclass
+class _Instruction:
+    """The caller's instruction as the checks see it (signed or not)."""
+
+    hash: str
+    challenge_id: str | None
+    signed: instructions.SignedInstruction | None = None
+    device: instructions.VerifiedDevice | None = None
+    nonce_spent: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,25 +131,46 @@ def _mask_bank_account(number: str) -> str:
 
 
 class PaymentService:
-    def __init__(self, db: Database, settings: Settings, assessor: Assessor, rail: Rail) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        assessor: Assessor,
+        rail: Rail,
+        nonce_cache: instructions.NonceCache | None = None,
+    ) -> None:
         self.db = db
         self.settings = settings
         self.assessor = assessor
         self.rail = rail
+        self.nonce_cache = nonce_cache or instructions.nonce_cache_for(settings)
 
     # ------------------------------------------------------------ idempotent entry
 
     def run_idempotent(
-        self, scope: IdempotencyScope | None, work: Callable[[Session], Reply | _Pending]
+        self,
+        scope: IdempotencyScope | None,
+        work: Callable[[Session], Reply | _Pending],
+        before_claim: Callable[[Session], None] | None = None,
     ) -> Reply:
-        """Run ``work`` under an idempotency key; replay the stored reply for a retry."""
+        """Run ``work`` under an idempotency key; replay the stored reply for a retry.
+
+        ``before_claim`` runs first in the same transaction (the instruction checks)."""
         if scope is None:
-            result = self.db.transact(work)
+
+            def unkeyed(session: Session) -> Reply | _Pending:
+                if before_claim is not None:
+                    before_claim(session)
+                return work(session)
+
+            result = self.db.transact(unkeyed)
             return result if isinstance(result, Reply) else self._finish_pending(result, None)
         deadline = time.monotonic() + self.settings.idempotency_wait_seconds
         while True:
             try:
-                outcome = self.db.transact(lambda session: self._claimed(session, scope, work))
+                outcome = self.db.transact(
+                    lambda session: self._claimed(session, scope, work, before_claim)
+                )
             except idempotency.StillInProgress:
                 if time.monotonic() >= deadline:
                     raise IdempotencyInProgress(
@@ -139,7 +188,10 @@ class PaymentService:
         session: Session,
         scope: IdempotencyScope,
         work: Callable[[Session], Reply | _Pending],
+        before_claim: Callable[[Session], None] | None = None,
     ) -> Reply | tuple[int, _Pending]:
+        if before_claim is not None:
+            before_claim(session)
         record_id, stored = idempotency.claim(
             session,
             scope=scope.scope,
@@ -168,9 +220,136 @@ class PaymentService:
         if principal.kind != "customer":
             raise Forbidden("payments are made by customers; staff use the operations endpoints")
         self._check_values(request.amount, request.currency)
-        return self.run_idempotent(
-            scope, lambda session: self._submit_in(session, principal.subject_id, request, ip)
+        sent = request.model_dump(exclude_unset=True)
+        key = scope.key if scope else None
+        if request.signature is not None:
+            signed = instructions.parse(sent, key)
+            instruction = _Instruction(signed.instruction_hash, signed.challenge_id, signed)
+        elif self.settings.require_signed_instructions:
+            raise SignatureRequired(
+                "payment instructions must be signed by a registered device "
+                "(device_id, nonce, client_timestamp, signature); see docs/authentication.md"
+            )
+        else:
+            document = instructions.signed_document(sent, key)
+            instruction = _Instruction(
+                instructions.instruction_hash(document), request.challenge_id
+            )
+        customer_id = principal.subject_id
+        try:
+            return self.run_idempotent(
+                scope,
+                lambda session: self._submit_in(session, customer_id, request, ip, instruction),
+                before_claim=lambda session: self._verify_instruction(
+                    session, principal, instruction
+                ),
+            )
+        except _StepUpNeeded as needed:
+            reasons = needed.reasons
+            challenge = self.db.transact(
+                lambda session: self._challenge(session, customer_id, instruction, reasons)
+            )
+            raise stepup.required_problem(challenge, reasons) from None
+        except ProblemError as problem:
+            refusal = problem
+            if instruction.signed is not None:
+                self.db.transact(
+                    lambda session: self._after_refusal(session, customer_id, instruction, refusal)
+                )
+            raise
+
+    def _verify_instruction(
+        self, session: Session, principal: Principal, instruction: _Instruction
+    ) -> None:
+        """Signature, device, timestamp and nonce: before the idempotency lookup, so a
+        replayed request is refused rather than answered from the idempotency store."""
+        if instruction.signed is None:
+            return
+        instruction.device = instructions.verify(
+            session,
+            customer_id=principal.subject_id,
+            bound_device_id=principal.device_id,
+            instruction=instruction.signed,
+            max_skew_seconds=self.settings.instruction_max_skew_seconds,
         )
+        instructions.consume_nonce(
+            session, self.nonce_cache, instruction.signed, self.settings.nonce_ttl_seconds
+        )
+        instruction.nonce_spent = True
+
+    def _challenge(
+        self, session: Session, customer_id: str, instruction: _Instruction, reasons: list[str]
+    ) -> Any:
+        if instruction.signed is not None:
+            # The challenged request's nonce stays used: the retry is signed afresh.
+            self._spend_nonce(session, instruction.signed)
+        return stepup.create(
+            session,
+            self.settings,
+            customer_id=customer_id,
+            instruction_hash=instruction.hash,
+            reasons=reasons,
+        )
+
+    def _spend_nonce(self, session: Session, signed: instructions.SignedInstruction) -> None:
+        self.nonce_cache.consume(
+            session, f"{signed.device_id}:{signed.nonce}", self.settings.nonce_ttl_seconds
+        )
+
+    def _after_refusal(
+        self, session: Session, customer_id: str, instruction: _Instruction, problem: ProblemError
+    ) -> None:
+        """After a rolled-back refusal: keep a verified nonce spent, record security events."""
+        assert instruction.signed is not None
+        if instruction.nonce_spent:
+            self._spend_nonce(session, instruction.signed)
+        if problem.code in INSTRUCTION_PROBLEMS:
+            events.emit(
+                session,
+                "security.instruction_rejected",
+                {
+                    "customer_id": customer_id,
+                    "device_id": instruction.signed.device_id,
+                    "problem": problem.code,
+                },
+            )
+
+    def _step_up_reasons(
+        self,
+        session: Session,
+        kind: PaymentKind,
+        customer_id: str,
+        payee: str | None,
+        amount: int,
+        instruction: _Instruction,
+    ) -> list[str]:
+        """The step-up policy: withdrawals, a new payee above an amount, a new device."""
+        reasons: list[str] = []
+        if kind == PaymentKind.WITHDRAWAL:
+            reasons.append("withdrawal")
+        if (
+            kind in (PaymentKind.P2P, PaymentKind.MERCHANT)
+            and payee is not None
+            and amount >= self.settings.step_up_new_payee_amount
+            and not self._paid_before(session, customer_id, payee)
+        ):
+            reasons.append("new_payee")
+        if instruction.device is not None and instruction.device.is_new:
+            reasons.append("new_device")
+        return reasons
+
+    @staticmethod
+    def _paid_before(session: Session, customer_id: str, payee: str) -> bool:
+        found = session.execute(
+            select(PAYMENTS.c.id)
+            .where(
+                PAYMENTS.c.customer_id == customer_id,
+                PAYMENTS.c.payee_account_id == payee,
+                PAYMENTS.c.status == PaymentStatus.CONFIRMED.value,
+            )
+            .limit(1)
+        ).first()
+        return found is not None
 
     @classmethod
     def _check_values(cls, amount: int, currency: str) -> None:
@@ -186,7 +365,12 @@ class PaymentService:
             raise InvalidAmount(f"amount must not exceed {MAX_AMOUNT}")
 
     def _submit_in(
-        self, session: Session, customer_id: str, request: PaymentRequest, ip: str | None
+        self,
+        session: Session,
+        customer_id: str,
+        request: PaymentRequest,
+        ip: str | None,
+        signed: _Instruction | None = None,
     ) -> Reply | _Pending:
         customer = identity.get_customer(session, customer_id)
         currency = request.currency.upper()
@@ -194,7 +378,7 @@ class PaymentService:
         now = clock.now()
         payment_id = ids.new_id("payment")
         wallet_id = self._payer_wallet(session, customer_id, request.payer_account_id, currency)
-        instruction = request.model_dump(exclude_none=True)
+        instruction = request.model_dump(exclude_none=True, exclude={"signature", "challenge_id"})
         if request.bank_account:
             instruction["bank_account"] = _mask_bank_account(request.bank_account)
         draft = _Draft(
@@ -233,6 +417,7 @@ class PaymentService:
         draft.payment["fee"] = fee
         draft.move(PaymentStatus.VERIFIED)
 
+        device = signed.device if signed is not None else None
         decision = self.assessor.assess(
             RiskContext(
                 payment_id=payment_id,
@@ -244,6 +429,8 @@ class PaymentService:
                 currency=currency,
                 at=now,
                 ip=ip,
+                device_id=device.id if device is not None else None,
+                device_new=device is not None and device.is_new,
             )
         )
         draft.payment["decision"] = decision.as_record()
@@ -253,9 +440,27 @@ class PaymentService:
             draft.payment["failure_code"] = "risk_blocked"
             draft.move(PaymentStatus.REJECTED, "blocked by risk assessment")
             return self._write_reply(session, draft, 422)
-        if decision.action == "challenge":
-            draft.move(PaymentStatus.CHALLENGED, "step-up authentication required")
-            return self._write_reply(session, draft, 202)
+        if signed is not None:
+            reasons = self._step_up_reasons(
+                session, kind, customer_id, payee, request.amount, signed
+            )
+            if decision.action == "challenge":
+                reasons.append("risk")
+            if reasons:
+                if signed.challenge_id is None or not stepup.consume(
+                    session, customer_id, signed.challenge_id, signed.hash
+                ):
+                    raise _StepUpNeeded(reasons)
+                draft.move(PaymentStatus.VERIFIED, f"step-up passed ({', '.join(reasons)})")
+            if signed.signed is not None and signed.device is not None:
+                instructions.record_evidence(
+                    session,
+                    payment_id=payment_id,
+                    customer_id=customer_id,
+                    device=signed.device,
+                    instruction=signed.signed,
+                )
+                instructions.mark_device_used(session, signed.device)
 
         if kind in OUTGOING_KINDS:
             limits.consume(

@@ -27,6 +27,7 @@ class RiskContext:
     channel: str = "api"
     ip: str | None = None
     device_id: str | None = None
+    device_new: bool = False
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from payguard.app import create_app
 from payguard.client.sdk import PayguardClient
 from payguard.db.engine import Database
 from payguard.db.migrate import upgrade
+from payguard.identity import notifications
 from payguard.identity import service as identity
 from payguard.ledger import service as ledger
 from payguard.settings import Settings
@@ -53,6 +54,7 @@ def simulate_in_process(
                     seed=seed,
                     out_path=out_path,
                     on_progress=on_progress,
+                    read_code=lambda phone: latest_code(database, phone),
                 )
             with database.read() as session:
                 ok = ledger.check_invariants(session).ok
@@ -70,6 +72,7 @@ def simulate_with(
     seed: int,
     out_path: Path,
     on_progress: Progress | None,
+    read_code: Callable[[str], str] | None = None,
 ) -> SimulationSummary:
     staff = PayguardClient(http=http, token=staff_token) if staff_token else None
     return run_simulation(
@@ -80,7 +83,17 @@ def simulate_with(
         seed=seed,
         out_path=out_path,
         on_progress=on_progress,
+        read_code=read_code,
     )
+
+
+def latest_code(database: Database, recipient: str) -> str:
+    """The newest one-time code the outbox sender 'sent' to ``recipient``."""
+    with database.read() as session:
+        code = notifications.latest_sent_code(session, recipient)
+    if code is None:
+        raise RuntimeError("no one-time code was sent to this simulated phone")
+    return code
 
 
 def simulate_against(

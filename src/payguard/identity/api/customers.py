@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
+from sqlalchemy.orm import Session
 
 from payguard.errors import Forbidden
-from payguard.identity import service
+from payguard.events import service as events
+from payguard.identity import service, sessions, throttle
+from payguard.identity.otp import mask_destination
 from payguard.identity.schemas import (
+    ActiveSessionOut,
     CustomerOut,
     CustomerRegistration,
     KycTierChange,
     LoginRequest,
     MeOut,
+    RefreshRequest,
     SessionOut,
+    UnlockRequest,
 )
 from payguard.web import PrincipalDep, ServicesDep, require_staff
 
@@ -30,6 +36,11 @@ def _customer_out(svc: ServicesDep, customer_id: str) -> CustomerOut:
             status=customer.status,
             created_at=customer.created_at,
             wallet_account_ids=service.wallet_ids(session, customer.id),
+            legal_name=customer.legal_name,
+            id_document_type=customer.id_document_type,
+            id_number_masked=customer.id_number_masked,
+            phone_masked=mask_destination(customer.phone) if customer.phone else None,
+            email_masked=mask_destination(customer.email) if customer.email else None,
         )
 
 
@@ -43,38 +54,122 @@ def register(body: CustomerRegistration, svc: ServicesDep) -> CustomerOut:
             password=body.password,
             display_name=body.display_name,
             currency=body.currency,
+            phone=body.phone,
+            email=body.email,
+            legal_name=body.legal_name,
+            id_document_type=body.id_document_type,
+            id_number=body.id_number,
         )
     )
     return _customer_out(svc, customer.id)
 
 
+def _login(request: Request, body: LoginRequest, svc: ServicesDep, kind: str) -> SessionOut:
+    attempt = sessions.Attempt(
+        subject_kind=kind,
+        username=body.username,
+        password=body.password,
+        source_ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+        device_id=body.device_id,
+        totp_code=body.otp,
+    )
+    return _session_out(
+        svc.db.transact(lambda session: sessions.login(session, svc.settings, attempt))
+    )
+
+
+def _session_out(result: sessions.LoginResult) -> SessionOut:
+    if result.refusal is not None:
+        raise result.refusal  # after the commit: the failure and attempt are recorded
+    issued = result.issued
+    assert issued is not None
+    return SessionOut(
+        token=issued.token,
+        session_id=issued.session_id,
+        expires_in=issued.expires_in,
+        refresh_token=issued.refresh_token,
+        refresh_expires_in=issued.refresh_expires_in,
+    )
+
+
 @router.post("/sessions", status_code=status.HTTP_201_CREATED, summary="Customer login")
-def login(body: LoginRequest, svc: ServicesDep) -> SessionOut:
-    issued = svc.db.transact(
-        lambda session: service.login_customer(
-            session, svc.settings, username=body.username, password=body.password
-        )
-    )
-    return SessionOut(
-        token=issued.token, session_id=issued.session_id, expires_in=issued.expires_in
+def login(request: Request, body: LoginRequest, svc: ServicesDep) -> SessionOut:
+    return _login(request, body, svc, "customer")
+
+
+@router.post("/staff/sessions", status_code=status.HTTP_201_CREATED, summary="Staff login (TOTP)")
+def staff_login(request: Request, body: LoginRequest, svc: ServicesDep) -> SessionOut:
+    return _login(request, body, svc, "staff")
+
+
+@router.post(
+    "/sessions/refresh",
+    status_code=status.HTTP_201_CREATED,
+    summary="New access and refresh tokens for a refresh token (each usable once)",
+)
+def refresh(body: RefreshRequest, svc: ServicesDep) -> SessionOut:
+    return _session_out(
+        svc.db.transact(lambda session: sessions.refresh(session, svc.settings, body.refresh_token))
     )
 
 
-@router.post("/staff/sessions", status_code=status.HTTP_201_CREATED, summary="Staff login")
-def staff_login(body: LoginRequest, svc: ServicesDep) -> SessionOut:
-    issued = svc.db.transact(
-        lambda session: service.login_staff(
-            session, svc.settings, username=body.username, password=body.password
-        )
-    )
-    return SessionOut(
-        token=issued.token, session_id=issued.session_id, expires_in=issued.expires_in
-    )
+@router.get("/sessions", summary="Your active sessions")
+def list_sessions(principal: PrincipalDep, svc: ServicesDep) -> list[ActiveSessionOut]:
+    with svc.db.read() as session:
+        rows = sessions.list_active(session, principal.kind, principal.subject_id)
+        return [
+            ActiveSessionOut(
+                id=row.id,
+                created_at=row.created_at,
+                expires_at=row.expires_at,
+                last_used_at=row.last_used_at,
+                device_id=row.device_id,
+                auth_level=row.auth_level,
+                source_ip=row.source_ip,
+                user_agent=row.user_agent,
+                current=row.id == principal.session_id,
+            )
+            for row in rows
+        ]
 
 
 @router.delete("/sessions/current", status_code=status.HTTP_204_NO_CONTENT, summary="Log out")
 def logout(principal: PrincipalDep, svc: ServicesDep) -> None:
     svc.db.transact(lambda session: service.revoke_session(session, principal.session_id))
+
+
+@router.delete("/sessions", status_code=status.HTTP_204_NO_CONTENT, summary="Sign out everywhere")
+def logout_everywhere(principal: PrincipalDep, svc: ServicesDep) -> None:
+    svc.db.transact(
+        lambda session: sessions.revoke_all(session, principal.kind, principal.subject_id)
+    )
+
+
+@router.delete(
+    "/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT, summary="End one session"
+)
+def end_session(session_id: str, principal: PrincipalDep, svc: ServicesDep) -> None:
+    subject = (principal.kind, principal.subject_id)
+    svc.db.transact(lambda session: sessions.revoke(session, session_id, subject=subject))
+
+
+@router.post(
+    "/staff/login-unlocks",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Lift a login lock before it times out (staff: operations)",
+    dependencies=[require_staff("operations")],
+)
+def unlock_login(body: UnlockRequest, principal: PrincipalDep, svc: ServicesDep) -> None:
+    def work(session: Session) -> None:
+        throttle.reset(session, throttle.account_key(body.subject_kind, body.username))
+        events.emit(
+            session,
+            "identity.login_unlocked",
+            {"subject_kind": body.subject_kind, "by_staff_id": principal.subject_id},
+        )
+
+    svc.db.transact(work)
 
 
 @router.get("/me", summary="Who the session belongs to")
