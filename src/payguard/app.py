@@ -16,10 +16,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from payguard import __version__, web
+from payguard.approval_actions import build_catalogue
 from payguard.console.api import router as console_router
 from payguard.db.engine import Database
 from payguard.errors import BodyTooLarge, ProblemError
-from payguard.identity import instructions
+from payguard.identity import approvals, instructions
 from payguard.identity.api import router as identity_router
 from payguard.ledger.api import router as ledger_router
 from payguard.observability import (
@@ -89,7 +90,7 @@ async def _no_receive() -> Message:
 
 
 def _sweeper(services: web.Services, stop: threading.Event, interval: float) -> None:
-    """Release expired holds and forget idempotency records past their retention."""
+    """Release expired holds, expire stale approvals, forget records past retention."""
     while not stop.wait(interval):
         try:
             released = payments_service.expire_holds(services.payments)
@@ -101,6 +102,9 @@ def _sweeper(services: web.Services, stop: threading.Event, interval: float) -> 
             forgotten = services.db.transact(instructions.purge_expired_nonces)
             if forgotten:
                 log.info("nonces_expired", count=forgotten)
+            lapsed = services.db.transact(approvals.expire_stale)
+            if lapsed:
+                log.info("approvals_expired", count=lapsed)
         except Exception as error:  # the sweeper must outlive a bad minute of the database
             log.warning("hold_sweeper_failed", error_type=type(error).__name__)
 
@@ -117,10 +121,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             failure_rate=settings.rail_failure_rate,
             seed=settings.rail_seed,
         )
+        payments = payments_service.PaymentService(db, settings, PassThroughAssessor(), rail)
         services = web.Services(
             settings=settings,
             db=db,
-            payments=payments_service.PaymentService(db, settings, PassThroughAssessor(), rail),
+            payments=payments,
+            approvals=build_catalogue(payments),
         )
         app.state.services = services
         stop = threading.Event()

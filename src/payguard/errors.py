@@ -165,6 +165,10 @@ class ChallengeFailed(ProblemError):
     code, status, title = "challenge-failed", 403, "The step-up proof was not accepted"
 
 
+class PaymentNotReleasable(ProblemError):
+    code, status, title = "payment-not-releasable", 409, "Payment cannot be released"
+
+
 class SecondFactorRequired(ProblemError):
     code, status, title = "second-factor-required", 403, "A second factor is required"
 

@@ -21,8 +21,11 @@ from payguard.errors import (
     ProblemError,
     ValidationProblem,
 )
-from payguard.identity import instructions
+from payguard.identity import approvals, instructions, permissions
 from payguard.identity import service as identity
+from payguard.identity.approvals import ActionCatalogue
+from payguard.identity.permissions import Permission
+from payguard.identity.schemas import ApprovalOut
 from payguard.identity.service import Principal
 from payguard.observability import get_logger
 from payguard.payments import idempotency
@@ -40,6 +43,7 @@ class Services:
     settings: Settings
     db: Database
     payments: PaymentService
+    approvals: ActionCatalogue
 
 
 async def services(request: Request) -> Services:
@@ -79,6 +83,72 @@ async def require_customer(principal: PrincipalDep) -> Principal:
 
 
 CustomerDep = Annotated[Principal, Depends(require_customer)]
+
+
+# Who may call a route, besides staff with the named permission.
+PUBLIC = "public"  # no session (registration, login, refresh)
+SIGNED_IN = "signed-in"  # any customer or staff session (own sessions, own factors)
+CUSTOMERS = "customers"  # customers only (their own data)
+
+
+def access(permission: Permission | None = None, *, audience: str | None = None) -> dict[str, Any]:
+    """Route keyword arguments declaring and enforcing who may call it.
+
+    ``access(P)``: staff holding P. ``access(P, audience=CUSTOMERS)``: customers (the
+    handler scopes the data to their own) or staff holding P. ``access(audience=...)``
+    alone: PUBLIC, SIGNED_IN or CUSTOMERS."""
+    if permission is None and audience is None:
+        raise ValueError("declare a permission, an audience or both")
+    declared: dict[str, Any] = {
+        "audience": audience,
+        "permission": permission.value if permission else None,
+        "roles": permissions.roles_with(permission) if permission else [],
+        "four_eyes": permission in permissions.FOUR_EYES if permission else False,
+    }
+    keywords: dict[str, Any] = {"openapi_extra": {"x-payguard-access": declared}}
+    if audience == PUBLIC:
+        return keywords
+
+    async def check(principal: PrincipalDep) -> Principal:
+        if principal.kind == "customer":
+            if audience not in (CUSTOMERS, SIGNED_IN):
+                raise Forbidden("this endpoint is for staff")
+            return principal
+        if audience == SIGNED_IN:
+            return principal
+        if permission is None:
+            raise Forbidden("this endpoint is for customers")
+        permissions.demand(principal, permission)
+        return principal
+
+    keywords["dependencies"] = [Depends(check)]
+    return keywords
+
+
+def request_approval(
+    svc: Services,
+    principal: Principal,
+    *,
+    action: str,
+    target: str,
+    params: dict[str, Any],
+    reason: str,
+) -> ApprovalOut:
+    """Record a four-eyes request; routes of any domain that need a second person use it."""
+    return svc.db.transact(
+        lambda session: approvals.to_out(
+            approvals.request(
+                session,
+                svc.settings,
+                svc.approvals,
+                principal,
+                action=action,
+                target=target,
+                params=params,
+                reason=reason,
+            )
+        )
+    )
 
 
 def require_staff(*roles: str) -> Any:

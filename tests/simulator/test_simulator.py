@@ -11,7 +11,7 @@ from payguard.app import create_app
 from payguard.db.engine import Database
 from payguard.ledger import service as ledger
 from payguard.simulator.engine import COLUMNS
-from payguard.simulator.runner import simulate_with
+from payguard.simulator.runner import latest_code, simulate_with
 from tests.conftest import make_settings
 from tests.factories import staff_token
 
@@ -20,12 +20,20 @@ def run_once(database_url: str, tmp_path: Path, name: str) -> list[dict[str, str
     settings = make_settings(database_url, tmp_path)
     token = staff_token(settings, "admin")
     out = tmp_path / f"{name}.csv"
+    database = Database(settings.database_url)
     with TestClient(create_app(settings)) as http:
+        # Step-up by SMS read from the outbox: TOTP would allow two codes per 30 s.
         summary = simulate_with(
-            http, token, customers=25, days=2, seed=11, out_path=out, on_progress=None
+            http,
+            token,
+            customers=25,
+            days=2,
+            seed=11,
+            out_path=out,
+            on_progress=None,
+            read_code=lambda phone: latest_code(database, phone),
         )
     assert summary.rows > 100
-    database = Database(settings.database_url)
     with database.read() as session:
         assert ledger.check_invariants(session).ok
     database.dispose()

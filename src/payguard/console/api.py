@@ -18,19 +18,21 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from payguard import clock
+from payguard.approval_actions import ACCOUNT_UNFREEZE
 from payguard.console import charts, security
 from payguard.console.rendering import ConsoleRoute, error_page, render, safe_next
 from payguard.console.security import StaffDep
 from payguard.errors import Forbidden, NotAuthenticated, NotFound, ProblemError
 from payguard.events import service as events
+from payguard.identity import permissions, sessions
 from payguard.identity import service as identity
-from payguard.identity import sessions
+from payguard.identity.permissions import Permission
 from payguard.ledger import service as ledger
 from payguard.ledger.models import AccountKind, AccountStatus, LedgerAccount
 from payguard.payments import reports as payment_reports
 from payguard.payments import service as payments_service
 from payguard.payments.models import PaymentStatus
-from payguard.web import ServicesDep
+from payguard.web import ServicesDep, request_approval
 
 router = APIRouter(prefix="/console", tags=["console"], route_class=ConsoleRoute)
 
@@ -46,6 +48,8 @@ NOTICES = {
     "frozen": "The account is frozen: debits are refused, credits still arrive.",
     "unfrozen": "The account is active again.",
     "unchanged": "The account was already in that state; nothing changed.",
+    "unfreeze_requested": "Unfreezing needs a second person: the request waits for another "
+    "staff member's approval (four-eyes).",
 }
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 
@@ -353,11 +357,21 @@ def _change_status(
     reason: str,
 ) -> Response:
     security.check_csrf(request.state.session_token, csrf_token)
-    if not security.can_change_account_status(principal):
-        raise Forbidden("freezing and unfreezing accounts needs the operations or admin role")
+    needed = Permission.ACCOUNTS_FREEZE if target == AccountStatus.FROZEN else None
+    needed = needed or Permission.ACCOUNTS_UNFREEZE
+    if not permissions.holds(principal, needed):
+        raise Forbidden(f"this needs the permission '{needed}'")
     reason = reason.strip()
     if len(reason) < 3:
         raise BadRequest("give a reason (at least 3 characters); it goes to the account's record")
+    if target == AccountStatus.ACTIVE:
+        # Four-eyes: the console records the request; a second staff member approves it.
+        request_approval(
+            svc, principal, action=ACCOUNT_UNFREEZE, target=account_id, params={}, reason=reason
+        )
+        return RedirectResponse(
+            f"/console/accounts/{account_id}?notice=unfreeze_requested", status_code=303
+        )
 
     def work(session: Session) -> bool:
         account = ledger.get_account(session, account_id)
@@ -383,7 +397,7 @@ def _change_status(
     return RedirectResponse(f"/console/accounts/{account_id}?notice={notice}", status_code=303)
 
 
-@router.post("/accounts/{account_id}/freeze", summary="Freeze an account (operations)")
+@router.post("/accounts/{account_id}/freeze", summary="Freeze an account")
 def freeze(
     request: Request,
     account_id: str,
@@ -397,7 +411,7 @@ def freeze(
     )
 
 
-@router.post("/accounts/{account_id}/unfreeze", summary="Unfreeze an account (operations)")
+@router.post("/accounts/{account_id}/unfreeze", summary="Ask to unfreeze an account (four-eyes)")
 def unfreeze(
     request: Request,
     account_id: str,

@@ -108,8 +108,9 @@ def render(
         "csrf_token": security.csrf_token_for(token) if token else "",
         "csrf_field": security.CSRF_FIELD,
         "nonce": getattr(request.state, "csp_nonce", ""),
-        "can_change_status": principal is not None
-        and security.can_change_account_status(principal),
+        "can_change_status": lambda account_status: (
+            principal is not None and security.can_change_account_status(principal, account_status)
+        ),
     }
     values.update(context or {})
     html = environment.get_template(template).render(values)

@@ -20,7 +20,9 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from payguard.errors import Forbidden, NotAuthenticated
+from payguard.identity import permissions
 from payguard.identity import service as identity
+from payguard.identity.permissions import Permission
 from payguard.identity.service import Principal
 from payguard.web import ServicesDep
 
@@ -30,9 +32,6 @@ COOKIE_PATH = "/console"
 LOGIN_PATH = "/console/login"
 CSRF_FIELD = "csrf_token"
 _CSRF_CONTEXT = b"payguard.console.csrf.v1"
-
-# Roles that may freeze and unfreeze accounts from the console (admin always may).
-ACCOUNT_STATUS_ROLES = ("operations", "admin")
 
 
 class LoginRequired(Exception):
@@ -170,5 +169,7 @@ def console_staff(request: Request, svc: ServicesDep) -> Principal:
 StaffDep = Annotated[Principal, Depends(console_staff)]
 
 
-def can_change_account_status(principal: Principal) -> bool:
-    return principal.is_staff and principal.role in ACCOUNT_STATUS_ROLES
+def can_change_account_status(principal: Principal, account_status: str) -> bool:
+    """Freeze an active account, or ask to unfreeze a frozen one (four-eyes)."""
+    needed = Permission.ACCOUNTS_FREEZE if account_status == "active" else None
+    return permissions.holds(principal, needed or Permission.ACCOUNTS_UNFREEZE)

@@ -167,7 +167,7 @@ def revoke(
     session.execute(
         update(AuthSession)
         .where(AuthSession.device_id == device_id, AuthSession.revoked_at.is_(None))
-        .values(revoked_at=now)
+        .values(revoked_at=now, end_reason="device_revoked")
     )
     events.emit(
         session,

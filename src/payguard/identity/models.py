@@ -74,6 +74,9 @@ class AuthSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # rotated (refreshed) | logout | revoked | signed_out_everywhere | refresh_reused | ...
+    # Only a *rotated* session's refresh token coming back means it was copied.
+    end_reason: Mapped[str | None] = mapped_column(String(24))
     refresh_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     refresh_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The device this session is bound to (set at login, or when the device is registered).

@@ -107,6 +107,49 @@ class KycTierChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tier: int = Field(ge=0, le=3)
+    reason: str = Field(min_length=3, max_length=500)
+
+
+class ApprovalCreate(BaseModel):
+    """Ask for a four-eyes operation; another staff member must approve it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: str = Field(
+        max_length=48,
+        description="kyc.tier_change | account.unfreeze | limits.override | "
+        "ledger.adjustment | payout.release",
+    )
+    target: str = Field(
+        min_length=1,
+        max_length=80,
+        description="customer id, account id (debited account for an adjustment) or payment id",
+    )
+    params: dict[str, Any] = Field(default_factory=dict)
+    reason: str = Field(min_length=3, max_length=500)
+
+
+class ApprovalDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = Field(default=None, max_length=500)
+
+
+class ApprovalOut(BaseModel):
+    id: str
+    action: str
+    target: str | None
+    params: dict[str, Any]
+    reason: str
+    requested_by: str
+    requested_at: datetime
+    expires_at: datetime
+    status: str
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_note: str | None
+    executed_at: datetime | None
+    result: dict[str, Any] | None
 
 
 class MeOut(BaseModel):

@@ -185,7 +185,7 @@ def resolve_token(session: Session, token: str) -> Principal:
 
 
 def revoke_session(session: Session, session_id: str) -> None:
-    sessions.revoke(session, session_id)
+    sessions.revoke(session, session_id, reason="logout")
 
 
 def wallet_ids(session: Session, customer_id: str) -> list[str]:

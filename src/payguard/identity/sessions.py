@@ -227,8 +227,10 @@ def refresh(session: Session, settings: Settings, refresh_token: str) -> LoginRe
     )
     if record is None:
         return LoginResult(refusal=NotAuthenticated("the refresh token is not valid; log in"))
-    if record.revoked_at is not None:
-        revoked = revoke_all(session, record.subject_kind, record.subject_id)
+    if record.end_reason == "rotated":
+        revoked = revoke_all(
+            session, record.subject_kind, record.subject_id, reason="refresh_reused"
+        )
         events.emit(
             session,
             "security.refresh_token_reused",
@@ -241,9 +243,11 @@ def refresh(session: Session, settings: Settings, refresh_token: str) -> LoginRe
         return LoginResult(
             refusal=NotAuthenticated("the refresh token was already used; all sessions ended")
         )
+    if record.revoked_at is not None:
+        return LoginResult(refusal=NotAuthenticated("the session has ended; log in"))
     if record.refresh_expires_at is None or record.refresh_expires_at <= now:
         return LoginResult(refusal=NotAuthenticated("the refresh token expired; log in"))
-    record.revoked_at = now
+    record.revoked_at, record.end_reason = now, "rotated"
     issued = issue(
         session,
         settings,
@@ -283,7 +287,13 @@ def list_active(session: Session, subject_kind: str, subject_id: str) -> list[Au
     )
 
 
-def revoke(session: Session, session_id: str, *, subject: tuple[str, str] | None = None) -> None:
+def revoke(
+    session: Session,
+    session_id: str,
+    *,
+    subject: tuple[str, str] | None = None,
+    reason: str = "revoked",
+) -> None:
     """End one session; with ``subject``, only if it is theirs."""
     record = session.get(AuthSession, session_id)
     if record is None or (
@@ -291,10 +301,12 @@ def revoke(session: Session, session_id: str, *, subject: tuple[str, str] | None
     ):
         raise NotFound("no such session")
     if record.revoked_at is None:
-        record.revoked_at = clock.now()
+        record.revoked_at, record.end_reason = clock.now(), reason
 
 
-def revoke_all(session: Session, subject_kind: str, subject_id: str) -> int:
+def revoke_all(
+    session: Session, subject_kind: str, subject_id: str, *, reason: str = "signed_out_everywhere"
+) -> int:
     """Sign out everywhere: every live session of the subject."""
     result = session.execute(
         update(AuthSession)
@@ -303,6 +315,6 @@ def revoke_all(session: Session, subject_kind: str, subject_id: str) -> int:
             AuthSession.subject_id == subject_id,
             AuthSession.revoked_at.is_(None),
         )
-        .values(revoked_at=clock.now())
+        .values(revoked_at=clock.now(), end_reason=reason)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]

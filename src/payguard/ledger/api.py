@@ -8,11 +8,14 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, status
 from fastapi.responses import Response
 
 from payguard import clock
+from payguard.approval_actions import ACCOUNT_UNFREEZE
 from payguard.errors import AccountNotFound, ValidationProblem
+from payguard.identity.permissions import Permission
+from payguard.identity.schemas import ApprovalOut
 from payguard.identity.service import Principal
 from payguard.ledger import service
 from payguard.ledger.models import AccountStatus, LedgerAccount
@@ -24,7 +27,7 @@ from payguard.ledger.schemas import (
     StatementOut,
     StatusChange,
 )
-from payguard.web import PrincipalDep, ServicesDep, require_staff
+from payguard.web import CUSTOMERS, PrincipalDep, ServicesDep, access, request_approval
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
 
@@ -57,7 +60,11 @@ def _visible_account(svc: ServicesDep, principal: Principal, account_id: str) ->
     return account
 
 
-@router.get("/accounts", summary="Accounts: your own, or all of them for staff")
+@router.get(
+    "/accounts",
+    summary="Accounts: your own, or all of them for staff",
+    **access(Permission.ACCOUNTS_READ, audience=CUSTOMERS),
+)
 def list_accounts(
     principal: PrincipalDep,
     svc: ServicesDep,
@@ -77,7 +84,11 @@ def list_accounts(
     )
 
 
-@router.get("/accounts/{account_id}", summary="One account with its balances")
+@router.get(
+    "/accounts/{account_id}",
+    summary="One account with its balances",
+    **access(Permission.ACCOUNTS_READ, audience=CUSTOMERS),
+)
 def get_account(account_id: str, principal: PrincipalDep, svc: ServicesDep) -> AccountOut:
     return account_out(_visible_account(svc, principal, account_id))
 
@@ -86,6 +97,7 @@ def get_account(account_id: str, principal: PrincipalDep, svc: ServicesDep) -> A
     "/accounts/{account_id}/statement",
     summary="Statement with opening and closing balance, as JSON or CSV",
     response_model=StatementOut,
+    **access(Permission.ACCOUNTS_READ, audience=CUSTOMERS),
 )
 def get_statement(
     account_id: str,
@@ -164,7 +176,7 @@ def _aware(moment: datetime) -> datetime:
 @router.post(
     "/accounts/{account_id}/freeze",
     summary="Freeze an account: no debits, credits still allowed",
-    dependencies=[require_staff("operations", "risk_analyst", "incident_commander")],
+    **access(Permission.ACCOUNTS_FREEZE),
 )
 def freeze(account_id: str, body: StatusChange, svc: ServicesDep) -> AccountOut:
     return _change_status(svc, account_id, AccountStatus.FROZEN, body.reason)
@@ -172,11 +184,21 @@ def freeze(account_id: str, body: StatusChange, svc: ServicesDep) -> AccountOut:
 
 @router.post(
     "/accounts/{account_id}/unfreeze",
-    summary="Unfreeze an account",
-    dependencies=[require_staff("operations")],
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Ask to unfreeze an account: another staff member must approve (four-eyes)",
+    **access(Permission.ACCOUNTS_UNFREEZE),
 )
-def unfreeze(account_id: str, body: StatusChange, svc: ServicesDep) -> AccountOut:
-    return _change_status(svc, account_id, AccountStatus.ACTIVE, body.reason)
+def unfreeze(
+    account_id: str, body: StatusChange, principal: PrincipalDep, svc: ServicesDep
+) -> ApprovalOut:
+    return request_approval(
+        svc,
+        principal,
+        action=ACCOUNT_UNFREEZE,
+        target=account_id,
+        params={},
+        reason=body.reason,
+    )
 
 
 def _change_status(
@@ -190,7 +212,7 @@ def _change_status(
 @router.get(
     "/ledger/invariants",
     summary="Recompute the ledger's invariants (balanced, no drift, holds consistent)",
-    dependencies=[require_staff("viewer", "operations", "auditor", "compliance")],
+    **access(Permission.LEDGER_VERIFY),
 )
 def invariants(svc: ServicesDep) -> InvariantsOut:
     with svc.db.read() as session:

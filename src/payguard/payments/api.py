@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import Response
 
 from payguard import clock
+from payguard.identity.permissions import Permission
 from payguard.observability import PAYMENT_REPLIES
 from payguard.payments import service
 from payguard.payments.schemas import (
@@ -21,11 +22,13 @@ from payguard.payments.schemas import (
     SettlementReport,
 )
 from payguard.web import (
+    CUSTOMERS,
+    SIGNED_IN,
     IdempotencyDep,
     PrincipalDep,
     ServicesDep,
+    access,
     reply_response,
-    require_staff,
 )
 
 router = APIRouter(prefix="/v1", tags=["payments"])
@@ -43,6 +46,7 @@ REPLIES = {
     summary="Submit a payment (p2p, merchant, top-up, withdrawal)",
     responses=REPLIES,  # type: ignore[arg-type]
     response_model=PaymentOut,
+    **access(audience=CUSTOMERS),
 )
 def submit_payment(
     body: PaymentRequest,
@@ -57,7 +61,11 @@ def submit_payment(
     return reply_response(reply)
 
 
-@router.get("/payments", summary="Payments: your own, or all for staff")
+@router.get(
+    "/payments",
+    summary="Payments: your own, or all for staff",
+    **access(Permission.PAYMENTS_READ, audience=CUSTOMERS),
+)
 def list_payments(
     principal: PrincipalDep,
     svc: ServicesDep,
@@ -69,7 +77,11 @@ def list_payments(
     return PaymentPage(items=items, next_cursor=next_cursor)
 
 
-@router.get("/payments/{payment_id}", summary="One payment with its history and decision")
+@router.get(
+    "/payments/{payment_id}",
+    summary="One payment with its history and decision",
+    **access(Permission.PAYMENTS_READ, audience=CUSTOMERS),
+)
 def get_payment(payment_id: str, principal: PrincipalDep, svc: ServicesDep) -> PaymentOut:
     return svc.payments.get(principal, payment_id)
 
@@ -79,6 +91,7 @@ def get_payment(payment_id: str, principal: PrincipalDep, svc: ServicesDep) -> P
     status_code=status.HTTP_201_CREATED,
     summary="Refund (part of) a confirmed merchant payment",
     response_model=PaymentOut,
+    **access(Permission.PAYMENTS_REFUND, audience=CUSTOMERS),
 )
 def refund_payment(
     payment_id: str,
@@ -90,7 +103,7 @@ def refund_payment(
     return reply_response(svc.payments.refund(principal, payment_id, body, scope))
 
 
-@router.get("/merchants", summary="Merchants that accept payments")
+@router.get("/merchants", summary="Merchants that accept payments", **access(audience=SIGNED_IN))
 def merchants(principal: PrincipalDep, svc: ServicesDep) -> list[MerchantOut]:
     with svc.db.read() as session:
         return service.list_merchants(session)
@@ -100,7 +113,7 @@ def merchants(principal: PrincipalDep, svc: ServicesDep) -> list[MerchantOut]:
     "/merchants",
     status_code=status.HTTP_201_CREATED,
     summary="Onboard a merchant (staff: operations)",
-    dependencies=[require_staff("operations")],
+    **access(Permission.MERCHANTS_MANAGE),
 )
 def create_merchant(body: MerchantCreate, svc: ServicesDep) -> MerchantOut:
     return svc.db.transact(
@@ -117,7 +130,7 @@ def create_merchant(body: MerchantCreate, svc: ServicesDep) -> MerchantOut:
 @router.get(
     "/rails/settlement",
     summary="Rail activity of one UTC day, per rail, direction and currency",
-    dependencies=[require_staff("operations", "compliance", "auditor", "viewer")],
+    **access(Permission.SETTLEMENT_READ),
 )
 def settlement(svc: ServicesDep, day: date | None = None) -> SettlementReport:
     return svc.payments.settlement_report(day or clock.now().date())

@@ -155,3 +155,19 @@ class RailOperation(Base):
     rail_reference: Mapped[str | None] = mapped_column(String(64))
     failure_reason: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LimitOverride(Base):
+    """A customer's temporarily raised limits, granted through four-eyes approval.
+
+    Each field is the new maximum; the tier's limit applies where it is higher."""
+
+    __tablename__ = "payment_limit_overrides"
+
+    customer_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    per_payment_max: Mapped[int] = mapped_column(BigInteger)
+    daily_amount_max: Mapped[int] = mapped_column(BigInteger)
+    daily_count_max: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    approval_id: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

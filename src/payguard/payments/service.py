@@ -28,14 +28,16 @@ from payguard.errors import (
     InvalidAmount,
     NotFound,
     PaymentNotRefundable,
+    PaymentNotReleasable,
     ProblemError,
     SignatureRequired,
     UnknownCurrency,
     ValidationProblem,
 )
 from payguard.events import service as events
-from payguard.identity import instructions, stepup
+from payguard.identity import instructions, permissions, stepup
 from payguard.identity import service as identity
+from payguard.identity.permissions import Permission
 from payguard.identity.service import Principal
 from payguard.ledger import service as ledger
 from payguard.ledger.models import AccountKind, SystemAccount
@@ -474,6 +476,18 @@ class PaymentService:
             )
         if decision.action == "review":
             return self._hold_for_review(session, draft, wallet_id, payee, currency)
+        if (
+            kind == PaymentKind.WITHDRAWAL
+            and request.amount >= self.settings.payout_approval_threshold
+        ):
+            return self._hold_for_review(
+                session,
+                draft,
+                wallet_id,
+                payee,
+                currency,
+                detail="payout above the threshold: funds held until two staff release it",
+            )
         if kind == PaymentKind.TOP_UP:
             self._insert(session, draft)
             return _Pending(payment_id, "collect")
@@ -562,9 +576,23 @@ class PaymentService:
     # ------------------------------------------------------------ two-phase kinds
 
     def _hold_for_review(
-        self, session: Session, draft: _Draft, wallet_id: str, payee: str | None, currency: str
+        self,
+        session: Session,
+        draft: _Draft,
+        wallet_id: str,
+        payee: str | None,
+        currency: str,
+        detail: str = "funds held pending analyst review",
     ) -> Reply:
-        credit = payee or ledger.system_account_id(session, SystemAccount.CLEARING, currency)
+        # A held withdrawal reserves toward the bank settlement account, as a sent one does,
+        # so that its release goes through the same rail settlement.
+        credit = payee or ledger.system_account_id(
+            session,
+            SystemAccount.BANK_SETTLEMENT
+            if draft.payment["kind"] == PaymentKind.WITHDRAWAL.value
+            else SystemAccount.CLEARING,
+            currency,
+        )
         hold = ledger.create_hold(
             session,
             account_id=wallet_id,
@@ -575,7 +603,7 @@ class PaymentService:
             reference=draft.payment["id"],
         )
         draft.payment["hold_id"] = hold.id
-        draft.move(PaymentStatus.HELD_FOR_REVIEW, "funds held pending analyst review")
+        draft.move(PaymentStatus.HELD_FOR_REVIEW, detail)
         return self._write_reply(session, draft, 202)
 
     def _start_withdrawal(
@@ -704,7 +732,7 @@ class PaymentService:
         merchant = session.scalar(
             select(Merchant).where(Merchant.account_id == original.payee_account_id)
         )
-        allowed = principal.is_staff and principal.role in {"operations", "admin"}
+        allowed = permissions.holds(principal, Permission.PAYMENTS_REFUND)
         if merchant is not None and merchant.owner_customer_id == principal.subject_id:
             allowed = True
         if not allowed:
@@ -759,6 +787,8 @@ class PaymentService:
             payment = self._lock(session, payment_id)
             if payment.status != PaymentStatus.HELD_FOR_REVIEW or payment.hold_id is None:
                 raise PaymentNotRefundable("the payment is not held for review")
+            if approve and payment.kind == PaymentKind.WITHDRAWAL.value:
+                raise PaymentNotReleasable("a held withdrawal is released by payout approval")
             if approve:
                 posted = ledger.post_hold(session, payment.hold_id, amount=payment.amount)
                 payment.transfer_id = posted.id
@@ -771,6 +801,29 @@ class PaymentService:
             return PaymentOut.model_validate_json(self._out(session, payment))
 
         return self.db.transact(work)
+
+    # ------------------------------------------------------------ payout release
+
+    def check_payout_releasable(self, session: Session, payment_id: str) -> Payment:
+        payment = self._load(session, payment_id)
+        if payment.kind != PaymentKind.WITHDRAWAL.value:
+            raise PaymentNotReleasable("only a withdrawal is released to the bank rail")
+        if payment.status != PaymentStatus.HELD_FOR_REVIEW or payment.hold_id is None:
+            raise PaymentNotReleasable(f"the payment is {payment.status}, not held")
+        return payment
+
+    def begin_payout_release(self, session: Session, payment_id: str, note: str) -> None:
+        """The approved release, in the approving transaction: the payout leaves the hold
+        state; the rail is called after the commit (:meth:`send_payout`)."""
+        self.check_payout_releasable(session, payment_id)
+        payment = self._lock(session, payment_id)
+        if payment.status != PaymentStatus.HELD_FOR_REVIEW:
+            raise PaymentNotReleasable("the payment was resolved a moment ago")
+        self._move(session, payment, PaymentStatus.POSTED, f"released: {note}; sent to the rail")
+
+    def send_payout(self, payment_id: str) -> PaymentOut:
+        reply = self._finish_pending(_Pending(payment_id, "pay_out"), None)
+        return PaymentOut.model_validate_json(reply.body)
 
     def fail_expired_hold(self, session: Session, payment_id: str) -> None:
         """A withdrawal or review hold expired unresolved: the payment fails."""

@@ -5,12 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, status
 from sqlalchemy.orm import Session
 
+from payguard.approval_actions import KYC_TIER_CHANGE
 from payguard.errors import Forbidden
 from payguard.events import service as events
 from payguard.identity import service, sessions, throttle
 from payguard.identity.otp import mask_destination
+from payguard.identity.permissions import Permission
 from payguard.identity.schemas import (
     ActiveSessionOut,
+    ApprovalOut,
     CustomerOut,
     CustomerRegistration,
     KycTierChange,
@@ -20,7 +23,15 @@ from payguard.identity.schemas import (
     SessionOut,
     UnlockRequest,
 )
-from payguard.web import PrincipalDep, ServicesDep, require_staff
+from payguard.web import (
+    CUSTOMERS,
+    PUBLIC,
+    SIGNED_IN,
+    PrincipalDep,
+    ServicesDep,
+    access,
+    request_approval,
+)
 
 router = APIRouter(prefix="/v1", tags=["identity"])
 
@@ -44,7 +55,12 @@ def _customer_out(svc: ServicesDep, customer_id: str) -> CustomerOut:
         )
 
 
-@router.post("/customers", status_code=status.HTTP_201_CREATED, summary="Register a customer")
+@router.post(
+    "/customers",
+    status_code=status.HTTP_201_CREATED,
+    summary="Register a customer",
+    **access(audience=PUBLIC),
+)
 def register(body: CustomerRegistration, svc: ServicesDep) -> CustomerOut:
     customer, _wallet = svc.db.transact(
         lambda session: service.register_customer(
@@ -93,12 +109,22 @@ def _session_out(result: sessions.LoginResult) -> SessionOut:
     )
 
 
-@router.post("/sessions", status_code=status.HTTP_201_CREATED, summary="Customer login")
+@router.post(
+    "/sessions",
+    status_code=status.HTTP_201_CREATED,
+    summary="Customer login",
+    **access(audience=PUBLIC),
+)
 def login(request: Request, body: LoginRequest, svc: ServicesDep) -> SessionOut:
     return _login(request, body, svc, "customer")
 
 
-@router.post("/staff/sessions", status_code=status.HTTP_201_CREATED, summary="Staff login (TOTP)")
+@router.post(
+    "/staff/sessions",
+    status_code=status.HTTP_201_CREATED,
+    summary="Staff login (TOTP)",
+    **access(audience=PUBLIC),
+)
 def staff_login(request: Request, body: LoginRequest, svc: ServicesDep) -> SessionOut:
     return _login(request, body, svc, "staff")
 
@@ -107,6 +133,7 @@ def staff_login(request: Request, body: LoginRequest, svc: ServicesDep) -> Sessi
     "/sessions/refresh",
     status_code=status.HTTP_201_CREATED,
     summary="New access and refresh tokens for a refresh token (each usable once)",
+    **access(audience=PUBLIC),
 )
 def refresh(body: RefreshRequest, svc: ServicesDep) -> SessionOut:
     return _session_out(
@@ -114,7 +141,7 @@ def refresh(body: RefreshRequest, svc: ServicesDep) -> SessionOut:
     )
 
 
-@router.get("/sessions", summary="Your active sessions")
+@router.get("/sessions", summary="Your active sessions", **access(audience=SIGNED_IN))
 def list_sessions(principal: PrincipalDep, svc: ServicesDep) -> list[ActiveSessionOut]:
     with svc.db.read() as session:
         rows = sessions.list_active(session, principal.kind, principal.subject_id)
@@ -134,12 +161,22 @@ def list_sessions(principal: PrincipalDep, svc: ServicesDep) -> list[ActiveSessi
         ]
 
 
-@router.delete("/sessions/current", status_code=status.HTTP_204_NO_CONTENT, summary="Log out")
+@router.delete(
+    "/sessions/current",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Log out",
+    **access(audience=SIGNED_IN),
+)
 def logout(principal: PrincipalDep, svc: ServicesDep) -> None:
     svc.db.transact(lambda session: service.revoke_session(session, principal.session_id))
 
 
-@router.delete("/sessions", status_code=status.HTTP_204_NO_CONTENT, summary="Sign out everywhere")
+@router.delete(
+    "/sessions",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Sign out everywhere",
+    **access(audience=SIGNED_IN),
+)
 def logout_everywhere(principal: PrincipalDep, svc: ServicesDep) -> None:
     svc.db.transact(
         lambda session: sessions.revoke_all(session, principal.kind, principal.subject_id)
@@ -147,7 +184,10 @@ def logout_everywhere(principal: PrincipalDep, svc: ServicesDep) -> None:
 
 
 @router.delete(
-    "/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT, summary="End one session"
+    "/sessions/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="End one session",
+    **access(audience=SIGNED_IN),
 )
 def end_session(session_id: str, principal: PrincipalDep, svc: ServicesDep) -> None:
     subject = (principal.kind, principal.subject_id)
@@ -158,7 +198,7 @@ def end_session(session_id: str, principal: PrincipalDep, svc: ServicesDep) -> N
     "/staff/login-unlocks",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Lift a login lock before it times out (staff: operations)",
-    dependencies=[require_staff("operations")],
+    **access(Permission.LOGINS_UNLOCK),
 )
 def unlock_login(body: UnlockRequest, principal: PrincipalDep, svc: ServicesDep) -> None:
     def work(session: Session) -> None:
@@ -172,7 +212,7 @@ def unlock_login(body: UnlockRequest, principal: PrincipalDep, svc: ServicesDep)
     svc.db.transact(work)
 
 
-@router.get("/me", summary="Who the session belongs to")
+@router.get("/me", summary="Who the session belongs to", **access(audience=SIGNED_IN))
 def me(principal: PrincipalDep, svc: ServicesDep) -> MeOut:
     return MeOut(
         kind=principal.kind,
@@ -182,7 +222,7 @@ def me(principal: PrincipalDep, svc: ServicesDep) -> MeOut:
     )
 
 
-@router.get("/customers/me", summary="The calling customer's profile")
+@router.get("/customers/me", summary="The calling customer's profile", **access(audience=CUSTOMERS))
 def my_profile(principal: PrincipalDep, svc: ServicesDep) -> CustomerOut:
     if principal.kind != "customer":
         raise Forbidden("this endpoint is for customers")
@@ -192,17 +232,26 @@ def my_profile(principal: PrincipalDep, svc: ServicesDep) -> CustomerOut:
 @router.get(
     "/customers/{customer_id}",
     summary="A customer's profile (staff)",
-    dependencies=[require_staff("viewer", "operations", "risk_analyst", "compliance", "auditor")],
+    **access(Permission.CUSTOMERS_READ),
 )
 def customer_profile(customer_id: str, svc: ServicesDep) -> CustomerOut:
     return _customer_out(svc, customer_id)
 
 
-@router.put(
+@router.post(
     "/customers/{customer_id}/kyc-tier",
-    summary="Change a customer's KYC tier (staff: operations)",
-    dependencies=[require_staff("operations", "compliance")],
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Ask to change a customer's KYC tier: another staff member must approve",
+    **access(Permission.KYC_TIER_CHANGE),
 )
-def change_tier(customer_id: str, body: KycTierChange, svc: ServicesDep) -> CustomerOut:
-    svc.db.transact(lambda session: service.set_kyc_tier(session, customer_id, body.tier))
-    return _customer_out(svc, customer_id)
+def change_tier(
+    customer_id: str, body: KycTierChange, principal: PrincipalDep, svc: ServicesDep
+) -> ApprovalOut:
+    return request_approval(
+        svc,
+        principal,
+        action=KYC_TIER_CHANGE,
+        target=customer_id,
+        params={"tier": body.tier},
+        reason=body.reason,
+    )

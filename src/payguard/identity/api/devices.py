@@ -9,6 +9,7 @@ from fastapi import APIRouter, status
 from payguard.errors import ChallengeFailed, NotFound
 from payguard.identity import devices, instructions, stepup
 from payguard.identity.models import AuthChallenge, Device
+from payguard.identity.permissions import Permission
 from payguard.identity.schemas import (
     ChallengeCodeRequest,
     ChallengeCodeSent,
@@ -19,7 +20,7 @@ from payguard.identity.schemas import (
     DeviceRename,
     EvidenceOut,
 )
-from payguard.web import CustomerDep, ServicesDep, require_staff
+from payguard.web import CUSTOMERS, CustomerDep, ServicesDep, access
 
 router = APIRouter(prefix="/v1", tags=["identity"])
 
@@ -55,6 +56,7 @@ def _challenge_out(challenge: AuthChallenge) -> ChallengeOut:
     "/devices",
     status_code=status.HTTP_201_CREATED,
     summary="Register this device's public key (needs a second factor)",
+    **access(audience=CUSTOMERS),
 )
 def register_device(
     body: DeviceRegistration, principal: CustomerDep, svc: ServicesDep
@@ -84,7 +86,7 @@ def register_device(
     )
 
 
-@router.get("/devices", summary="Your devices")
+@router.get("/devices", summary="Your devices", **access(audience=CUSTOMERS))
 def list_devices(principal: CustomerDep, svc: ServicesDep) -> list[DeviceOut]:
     with svc.db.read() as session:
         return [
@@ -92,7 +94,7 @@ def list_devices(principal: CustomerDep, svc: ServicesDep) -> list[DeviceOut]:
         ]
 
 
-@router.patch("/devices/{device_id}", summary="Rename a device")
+@router.patch("/devices/{device_id}", summary="Rename a device", **access(audience=CUSTOMERS))
 def rename_device(
     device_id: str, body: DeviceRename, principal: CustomerDep, svc: ServicesDep
 ) -> DeviceOut:
@@ -107,6 +109,7 @@ def rename_device(
     "/devices/{device_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Revoke a device and the sessions bound to it",
+    **access(audience=CUSTOMERS),
 )
 def revoke_device(device_id: str, principal: CustomerDep, svc: ServicesDep) -> None:
     svc.db.transact(
@@ -116,7 +119,11 @@ def revoke_device(device_id: str, principal: CustomerDep, svc: ServicesDep) -> N
     )
 
 
-@router.get("/challenges/{challenge_id}", summary="A step-up challenge of yours")
+@router.get(
+    "/challenges/{challenge_id}",
+    summary="A step-up challenge of yours",
+    **access(audience=CUSTOMERS),
+)
 def get_challenge(challenge_id: str, principal: CustomerDep, svc: ServicesDep) -> ChallengeOut:
     with svc.db.read() as session:
         return _challenge_out(stepup.get(session, principal.subject_id, challenge_id))
@@ -125,6 +132,7 @@ def get_challenge(challenge_id: str, principal: CustomerDep, svc: ServicesDep) -
 @router.post(
     "/challenges/{challenge_id}/code",
     summary="Send a one-time code for this challenge by SMS or e-mail",
+    **access(audience=CUSTOMERS),
 )
 def send_challenge_code(
     challenge_id: str, body: ChallengeCodeRequest, principal: CustomerDep, svc: ServicesDep
@@ -140,6 +148,7 @@ def send_challenge_code(
 @router.post(
     "/challenges/{challenge_id}/passkey-options",
     summary="WebAuthn request options whose challenge contains the instruction hash",
+    **access(audience=CUSTOMERS),
 )
 def challenge_passkey_options(
     challenge_id: str, principal: CustomerDep, svc: ServicesDep
@@ -151,7 +160,11 @@ def challenge_passkey_options(
     )
 
 
-@router.post("/challenges/{challenge_id}/verify", summary="Complete a step-up challenge")
+@router.post(
+    "/challenges/{challenge_id}/verify",
+    summary="Complete a step-up challenge",
+    **access(audience=CUSTOMERS),
+)
 def verify_challenge(
     challenge_id: str, body: ChallengeProof, principal: CustomerDep, svc: ServicesDep
 ) -> ChallengeOut:
@@ -177,7 +190,7 @@ def verify_challenge(
 @router.get(
     "/payments/{payment_id}/evidence",
     summary="Re-verify the signed instruction of a payment (staff)",
-    dependencies=[require_staff("auditor", "compliance", "risk_analyst", "operations")],
+    **access(Permission.EVIDENCE_READ),
 )
 def payment_evidence(payment_id: str, svc: ServicesDep) -> EvidenceOut:
     with svc.db.read() as session:

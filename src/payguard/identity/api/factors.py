@@ -24,12 +24,12 @@ from payguard.identity.schemas import (
     TotpStarted,
 )
 from payguard.identity.service import get_customer
-from payguard.web import PrincipalDep, ServicesDep
+from payguard.web import SIGNED_IN, PrincipalDep, ServicesDep, access
 
 router = APIRouter(prefix="/v1", tags=["identity"])
 
 
-@router.get("/factors", summary="Your second factors")
+@router.get("/factors", summary="Your second factors", **access(audience=SIGNED_IN))
 def factors(principal: PrincipalDep, svc: ServicesDep) -> FactorsOut:
     with svc.db.read() as session:
         phone = email = None
@@ -53,7 +53,12 @@ def factors(principal: PrincipalDep, svc: ServicesDep) -> FactorsOut:
         )
 
 
-@router.post("/factors/totp", status_code=status.HTTP_201_CREATED, summary="Start TOTP enrolment")
+@router.post(
+    "/factors/totp",
+    status_code=status.HTTP_201_CREATED,
+    summary="Start TOTP enrolment",
+    **access(audience=SIGNED_IN),
+)
 def start_totp(principal: PrincipalDep, svc: ServicesDep) -> TotpStarted:
     enrolment = svc.db.transact(
         lambda session: totp.enrol(
@@ -70,6 +75,7 @@ def start_totp(principal: PrincipalDep, svc: ServicesDep) -> TotpStarted:
     summary="QR code (PNG) of the pending TOTP enrolment",
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}},
+    **access(audience=SIGNED_IN),
 )
 def totp_qr(principal: PrincipalDep, svc: ServicesDep) -> Response:
     with svc.db.read() as session:
@@ -78,7 +84,11 @@ def totp_qr(principal: PrincipalDep, svc: ServicesDep) -> Response:
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
-@router.post("/factors/totp/confirm", summary="Confirm TOTP; returns recovery codes once")
+@router.post(
+    "/factors/totp/confirm",
+    summary="Confirm TOTP; returns recovery codes once",
+    **access(audience=SIGNED_IN),
+)
 def confirm_totp(body: CodeBody, principal: PrincipalDep, svc: ServicesDep) -> RecoveryCodesOut:
     codes = svc.db.transact(
         lambda session: totp.confirm(
@@ -88,7 +98,11 @@ def confirm_totp(body: CodeBody, principal: PrincipalDep, svc: ServicesDep) -> R
     return RecoveryCodesOut(recovery_codes=codes)
 
 
-@router.post("/factors/recovery-codes", summary="New recovery codes (needs a TOTP code)")
+@router.post(
+    "/factors/recovery-codes",
+    summary="New recovery codes (needs a TOTP code)",
+    **access(audience=SIGNED_IN),
+)
 def regenerate_recovery_codes(
     body: CodeBody, principal: PrincipalDep, svc: ServicesDep
 ) -> RecoveryCodesOut:
@@ -105,7 +119,11 @@ def regenerate_recovery_codes(
     return RecoveryCodesOut(recovery_codes=codes)
 
 
-@router.post("/factors/otp", summary="Send a one-time code to your phone or e-mail")
+@router.post(
+    "/factors/otp",
+    summary="Send a one-time code to your phone or e-mail",
+    **access(audience=SIGNED_IN),
+)
 def send_otp(body: OtpRequest, principal: PrincipalDep, svc: ServicesDep) -> OtpSent:
     if principal.kind != "customer":
         raise ValidationProblem("one-time codes go to customers' phones and e-mail")
@@ -136,6 +154,7 @@ def send_otp(body: OtpRequest, principal: PrincipalDep, svc: ServicesDep) -> Otp
     "/factors/passkeys/options",
     status_code=status.HTTP_201_CREATED,
     summary="Start registering a passkey (WebAuthn creation options)",
+    **access(audience=SIGNED_IN),
 )
 def start_passkey(principal: PrincipalDep, svc: ServicesDep) -> PasskeyOptionsOut:
     def work(session: Session) -> tuple[str, dict[str, Any]]:
@@ -157,6 +176,7 @@ def start_passkey(principal: PrincipalDep, svc: ServicesDep) -> PasskeyOptionsOu
     "/factors/passkeys",
     status_code=status.HTTP_201_CREATED,
     summary="Finish registering a passkey (the authenticator's attestation)",
+    **access(audience=SIGNED_IN),
 )
 def finish_passkey(
     body: PasskeyRegistration, principal: PrincipalDep, svc: ServicesDep
@@ -197,7 +217,7 @@ def finish_passkey(
     return PasskeyOut.model_validate(passkey, from_attributes=True)
 
 
-@router.get("/factors/passkeys", summary="Your passkeys")
+@router.get("/factors/passkeys", summary="Your passkeys", **access(audience=SIGNED_IN))
 def list_passkeys(principal: PrincipalDep, svc: ServicesDep) -> list[PasskeyOut]:
     with svc.db.read() as session:
         rows = passkeys.list_passkeys(session, principal.kind, principal.subject_id)
@@ -208,6 +228,7 @@ def list_passkeys(principal: PrincipalDep, svc: ServicesDep) -> list[PasskeyOut]
     "/factors/passkeys/{passkey_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Remove a passkey",
+    **access(audience=SIGNED_IN),
 )
 def remove_passkey(passkey_id: str, principal: PrincipalDep, svc: ServicesDep) -> Response:
     svc.db.transact(
