@@ -205,13 +205,30 @@ def staff_auth(settings: Settings, role: str = "admin") -> dict[str, str]:
     return {"Authorization": f"Bearer {staff_token(settings, role)}"}
 
 
-def set_tier(client: httpx.Client, settings: Settings, customer: Customer, tier: int) -> None:
-    reply = client.put(
-        f"/v1/customers/{customer.id}/kyc-tier",
-        headers=staff_auth(settings, "operations"),
-        json={"tier": tier},
+def approved(
+    client: httpx.Client, settings: Settings, requested: httpx.Response, checker: str = "compliance"
+) -> dict[str, Any]:
+    """Have a second staff member (of role ``checker``) approve a four-eyes request."""
+    assert requested.status_code == 202, requested.text
+    reply = client.post(
+        f"/v1/approvals/{requested.json()['id']}/approve",
+        headers=staff_auth(settings, checker),
+        json={"note": "checked"},
     )
     assert reply.status_code == 200, reply.text
+    result: dict[str, Any] = reply.json()
+    assert result["status"] == "executed", result
+    return result
+
+
+def set_tier(client: httpx.Client, settings: Settings, customer: Customer, tier: int) -> None:
+    """Change a KYC tier the only way there is: one staff member asks, another approves."""
+    requested = client.post(
+        f"/v1/customers/{customer.id}/kyc-tier",
+        headers=staff_auth(settings, "operations"),
+        json={"tier": tier, "reason": "documents verified"},
+    )
+    approved(client, settings, requested)
 
 
 def create_merchant(

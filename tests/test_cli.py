@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from payguard import cli
+from payguard import cli, clock
 from payguard.db.migrate import head
+from payguard.demo.seed import DEMO_STAFF
+from payguard.identity import totp
 from payguard.settings import get_settings
 
 runner = CliRunner()
@@ -58,7 +61,32 @@ def test_freeze_statement_and_errors(cli_env: Path) -> None:
     database.dispose()
     assert "frozen" in invoke("accounts", "freeze", wallet, "--reason", "suspected takeover")
     assert "frozen" in invoke("accounts", "show", wallet)
-    assert "active" in invoke("accounts", "unfreeze", wallet, "--reason", "customer verified")
+    # Unfreezing is four-eyes: the demo admin asks, a second staff member approves, each
+    # proving who they are with their own TOTP code.
+    admin_code = invoke("demo", "code").strip()
+    asked = invoke(
+        "accounts", "unfreeze", wallet, "--reason", "customer verified",
+        "--as", DEMO_STAFF, "--otp", admin_code,
+    )  # fmt: skip
+    approval_id = re.search(r"(apr_\w+)", asked).group(1)  # type: ignore[union-attr]
+    assert "frozen" in invoke("accounts", "show", wallet)
+    own = runner.invoke(
+        cli.app, ["approvals", "approve", approval_id, "--as", DEMO_STAFF, "--otp", admin_code]
+    )
+    assert own.exit_code != 0  # the code is spent, and the maker may not approve anyway
+    created = invoke("staff", "create", "checker", "--role", "operations")
+    secret = re.search(r"secret=([A-Z2-7]+)", created).group(1)  # type: ignore[union-attr]
+    wrong = runner.invoke(
+        cli.app, ["approvals", "approve", approval_id, "--as", "checker", "--otp", "000000"]
+    )
+    assert wrong.exit_code != 0
+    assert approval_id in invoke("approvals", "list")
+    done = invoke(
+        "approvals", "approve", approval_id, "--as", "checker",
+        "--otp", totp.code_at(secret, clock.now()),
+    )  # fmt: skip
+    assert "executed" in done
+    assert "active" in invoke("accounts", "show", wallet)
     out = invoke("statement", wallet, "--csv")
     assert out.splitlines()[0].startswith("# account")
     assert "opening balance" in invoke("statement", wallet)

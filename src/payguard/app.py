@@ -109,25 +109,28 @@ def _sweeper(services: web.Services, stop: threading.Event, interval: float) -> 
             log.warning("hold_sweeper_failed", error_type=type(error).__name__)
 
 
+def build_services(settings: Settings) -> web.Services:
+    """The platform's services on one database: the API's, and the CLI's for approvals."""
+    db = Database(settings.database_url, pool_size=settings.database_pool_size)
+    rail = SimulatedRail(
+        latency_ms=settings.rail_latency_ms,
+        failure_rate=settings.rail_failure_rate,
+        seed=settings.rail_seed,
+    )
+    payments = payments_service.PaymentService(db, settings, PassThroughAssessor(), rail)
+    return web.Services(
+        settings=settings, db=db, payments=payments, approvals=build_catalogue(payments)
+    )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.json_logs)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.database_url, pool_size=settings.database_pool_size)
-        rail = SimulatedRail(
-            latency_ms=settings.rail_latency_ms,
-            failure_rate=settings.rail_failure_rate,
-            seed=settings.rail_seed,
-        )
-        payments = payments_service.PaymentService(db, settings, PassThroughAssessor(), rail)
-        services = web.Services(
-            settings=settings,
-            db=db,
-            payments=payments,
-            approvals=build_catalogue(payments),
-        )
+        services = build_services(settings)
+        db = services.db
         app.state.services = services
         stop = threading.Event()
         sweeper = threading.Thread(

@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from payguard import clock
 from payguard.db.engine import Database
 from payguard.errors import ProblemError
+from payguard.identity.cli import approvals_app
 from payguard.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -39,6 +40,7 @@ app.add_typer(staff_app, name="staff")
 app.add_typer(merchants_app, name="merchants")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(payments_app, name="payments")
+app.add_typer(approvals_app, name="approvals")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -244,10 +246,15 @@ def accounts_freeze(
 
 @accounts_app.command("unfreeze")
 def accounts_unfreeze(
-    account_id: str, reason: Annotated[str, typer.Option(help="Why (recorded)")]
+    account_id: str,
+    reason: Annotated[str, typer.Option(help="Why (recorded)")],
+    acting: Annotated[str, typer.Option("--as", help="Your staff username")],
+    otp: Annotated[str, typer.Option("--otp", help="Your current TOTP code")],
 ) -> None:
-    """Unfreeze an account."""
-    _set_status(account_id, "active", reason)
+    """Ask to unfreeze an account; a second staff member approves (four-eyes)."""
+    from payguard.identity.cli import request
+
+    request("account.unfreeze", account_id, reason=reason, acting=acting, otp=otp, param=None)
 
 
 @app.command()
@@ -451,7 +458,11 @@ def simulate(
     ] = None,
     staff_token: Annotated[
         str | None,
-        typer.Option(help="With --target: a staff token to create merchants and set tiers"),
+        typer.Option(help="With --target: a staff token to create merchants and ask for tiers"),
+    ] = None,
+    checker_token: Annotated[
+        str | None,
+        typer.Option(help="With --target: a second staff member's token to approve the tiers"),
     ] = None,
 ) -> None:
     """Simulated mobile-money traffic with labelled fraud, written as a CSV (docs/simulator.md)."""
@@ -480,6 +491,7 @@ def simulate(
                 seed=seed,
                 out_path=out,
                 on_progress=tick,
+                checker_token=checker_token,
             )
         else:
             summary, ok = simulate_in_process(

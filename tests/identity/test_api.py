@@ -8,7 +8,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from payguard.settings import Settings
-from tests.factories import PASSWORD, create_merchant, pay, register, staff_auth, top_up
+from tests.factories import (
+    PASSWORD,
+    approved,
+    create_merchant,
+    pay,
+    register,
+    staff_auth,
+    top_up,
+)
 
 PUBLIC_ROUTES = {
     ("POST", "/v1/customers"),
@@ -102,16 +110,18 @@ def test_staff_roles(client: TestClient, settings: Settings) -> None:
         ]
         == "frozen"
     )
-    assert (
-        client.post(path + "/unfreeze", headers=operations, json={"reason": "cleared"}).json()[
-            "status"
-        ]
-        == "active"
-    )
+    # Unfreezing takes two people: the first one's call only asks.
+    asked = client.post(path + "/unfreeze", headers=operations, json={"reason": "cleared"})
+    assert asked.status_code == 202 and asked.json()["status"] == "pending"
+    assert client.get(path, headers=viewer).json()["status"] == "frozen"
+    approved(client, settings, asked, checker="operations")
+    assert client.get(path, headers=viewer).json()["status"] == "active"
     merchant = client.post("/v1/merchants", headers=viewer, json={"name": "Nope"})
     assert merchant.status_code == 403
     assert create_merchant(client, settings, "Yes Shop")["name"] == "Yes Shop"
-    tier = client.put(f"/v1/customers/{xena.id}/kyc-tier", headers=viewer, json={"tier": 3})
+    tier = client.post(
+        f"/v1/customers/{xena.id}/kyc-tier", headers=viewer, json={"tier": 3, "reason": "why not"}
+    )
     assert tier.status_code == 403
 
 

@@ -19,6 +19,7 @@ from tests.factories import staff_token
 def run_once(database_url: str, tmp_path: Path, name: str) -> list[dict[str, str]]:
     settings = make_settings(database_url, tmp_path)
     token = staff_token(settings, "admin")
+    checker = staff_token(settings, "compliance")
     out = tmp_path / f"{name}.csv"
     database = Database(settings.database_url)
     with TestClient(create_app(settings)) as http:
@@ -26,6 +27,7 @@ def run_once(database_url: str, tmp_path: Path, name: str) -> list[dict[str, str
         summary = simulate_with(
             http,
             token,
+            checker_token=checker,
             customers=25,
             days=2,
             seed=11,

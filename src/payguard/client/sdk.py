@@ -512,9 +512,38 @@ class PayguardClient:
         result: dict[str, Any] = self._request("POST", "/v1/merchants", json=body)
         return result
 
-    def set_kyc_tier(self, customer_id: str, tier: int) -> dict[str, Any]:
+    def request_kyc_tier(self, customer_id: str, tier: int, reason: str) -> dict[str, Any]:
+        """Ask for a KYC tier change; it happens when another staff member approves it."""
         result: dict[str, Any] = self._request(
-            "PUT", f"/v1/customers/{customer_id}/kyc-tier", json={"tier": tier}
+            "POST",
+            f"/v1/customers/{customer_id}/kyc-tier",
+            json={"tier": tier, "reason": reason},
+        )
+        return result
+
+    def request_approval(
+        self, action: str, target: str, reason: str, **params: Any
+    ) -> dict[str, Any]:
+        """Ask for any four-eyes operation (see docs/authentication.md for the actions)."""
+        body = {"action": action, "target": target, "params": params, "reason": reason}
+        result: dict[str, Any] = self._request("POST", "/v1/approvals", json=body)
+        return result
+
+    def approvals(self, status: str | None = None) -> list[dict[str, Any]]:
+        params = _without_none(status=status)
+        result: list[dict[str, Any]] = self._request("GET", "/v1/approvals", params=params)
+        return result
+
+    def approve(self, approval_id: str, note: str | None = None) -> dict[str, Any]:
+        """Approve another staff member's request: the operation runs now."""
+        result: dict[str, Any] = self._request(
+            "POST", f"/v1/approvals/{approval_id}/approve", json=_without_none(note=note)
+        )
+        return result
+
+    def reject(self, approval_id: str, note: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(
+            "POST", f"/v1/approvals/{approval_id}/reject", json=_without_none(note=note)
         )
         return result
 

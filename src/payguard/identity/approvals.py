@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from payguard import clock, ids
+from payguard.db.engine import Database
 from payguard.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from payguard.events import service as events
 from payguard.identity import permissions
@@ -149,15 +150,27 @@ def reject(
     return record
 
 
-def after_commit(catalogue: ActionCatalogue, record: ApprovalRequest) -> dict[str, Any] | None:
+def approve_and_finish(
+    db: Database,
+    catalogue: ActionCatalogue,
+    principal: Principal,
+    request_id: str,
+    note: str | None = None,
+) -> ApprovalOut:
+    """Approve in one transaction, then run the action's after-commit work (a bank rail
+    call) and record its outcome with the request."""
+    record = db.transact(lambda session: approve(session, catalogue, principal, request_id, note))
     spec = catalogue.get(record.action)
-    return spec.after_commit(record) if spec.after_commit is not None else None
+    if spec.after_commit is not None:
+        outcome = spec.after_commit(record)
 
+        def note_outcome(session: Session) -> None:
+            stored = get(session, request_id)
+            stored.result = {**(stored.result or {}), **outcome}
 
-def record_follow_up(session: Session, request_id: str, outcome: dict[str, Any]) -> ApprovalRequest:
-    record = get(session, request_id)
-    record.result = {**(record.result or {}), **outcome}
-    return record
+        db.transact(note_outcome)
+    with db.read() as session:
+        return to_out(get(session, request_id))
 
 
 def _decidable(

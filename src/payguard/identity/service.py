@@ -184,6 +184,20 @@ def resolve_token(session: Session, token: str) -> Principal:
     )
 
 
+def staff_by_totp(session: Session, settings: Settings, username: str, code: str) -> Principal:
+    """A staff member proven by their current TOTP code: how the CLI knows who acts.
+
+    The same refusal for an unknown user, a user without TOTP and a wrong code."""
+    staff = session.scalar(select(StaffUser).where(StaffUser.username == username.lower()))
+    if (
+        staff is None
+        or staff.status != "active"
+        or not totp.verify_code(session, settings, "staff", staff.id, code)
+    ):
+        raise NotAuthenticated("the staff username or TOTP code is not correct")
+    return Principal(kind="staff", subject_id=staff.id, session_id="cli", role=staff.role)
+
+
 def revoke_session(session: Session, session_id: str) -> None:
     sessions.revoke(session, session_id, reason="logout")
 

@@ -13,6 +13,7 @@ from payguard.identity.permissions import Permission
 from payguard.observability import PAYMENT_REPLIES
 from payguard.payments import service
 from payguard.payments.schemas import (
+    DeclineRequest,
     MerchantCreate,
     MerchantOut,
     PaymentOut,
@@ -101,6 +102,16 @@ def refund_payment(
     svc: ServicesDep,
 ) -> Response:
     return reply_response(svc.payments.refund(principal, payment_id, body, scope))
+
+
+@router.post(
+    "/payments/{payment_id}/decline",
+    summary="Decline a held payout: the funds return to the wallet and the payment fails "
+    "(one person may say no; releasing takes two)",
+    **access(Permission.PAYOUTS_RELEASE),
+)
+def decline_payout(payment_id: str, body: DeclineRequest, svc: ServicesDep) -> PaymentOut:
+    return svc.payments.decline_payout(payment_id, body.reason)
 
 
 @router.get("/merchants", summary="Merchants that accept payments", **access(audience=SIGNED_IN))

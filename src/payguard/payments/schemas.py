@@ -48,6 +48,12 @@ class PaymentRequest(BaseModel):
     )
 
 
+class DeclineRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: StrictStr = Field(min_length=3, max_length=200)
+
+
 class RefundRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

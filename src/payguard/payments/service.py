@@ -821,6 +821,11 @@ class PaymentService:
             raise PaymentNotReleasable("the payment was resolved a moment ago")
         self._move(session, payment, PaymentStatus.POSTED, f"released: {note}; sent to the rail")
 
+    def decline_payout(self, payment_id: str, reason: str) -> PaymentOut:
+        with self.db.read() as session:
+            self.check_payout_releasable(session, payment_id)
+        return self.resolve_review(payment_id, approve=False, reason=reason)
+
     def send_payout(self, payment_id: str) -> PaymentOut:
         reply = self._finish_pending(_Pending(payment_id, "pay_out"), None)
         return PaymentOut.model_validate_json(reply.body)

@@ -212,6 +212,7 @@ def run_simulation(
     make_client: Callable[[], PayguardClient],
     staff: PayguardClient | None,
     *,
+    checker: PayguardClient | None = None,
     customers: int,
     days: int,
     seed: int,
@@ -233,11 +234,22 @@ def run_simulation(
         username = f"sim{seed}_{index:04d}"
         client = make_client()
         phone = f"+8617{seed % 100:02d}{index:07d}"
-        created = client.register(username, PASSWORD, f"Simulated {index}", phone=phone)
+        # Real-name data puts everyone at KYC tier 1; staff (maker and checker) raise it to 2.
+        created = client.register(
+            username,
+            PASSWORD,
+            f"Simulated {index}",
+            phone=phone,
+            legal_name=f"Simulated Person {index}",
+            id_document_type="passport",
+            id_number=f"SIM{seed % 10_000:04d}{index:06d}",
+        )
         client.login(username, PASSWORD)
         _bind_device(client, phone, read_code)
-        if staff is not None:
-            staff.set_kyc_tier(created["id"], 2)
+        if staff is not None and checker is not None:
+            # Four-eyes: one staff member asks, a second approves.
+            asked = staff.request_kyc_tier(created["id"], 2, "simulated verification")
+            checker.approve(asked["id"], "simulated check")
         people[username] = Person(username, client, created["id"], created["wallet_account_ids"][0])
     listed = (staff or next(iter(people.values())).client).merchants()
     names = {merchant["id"]: merchant["name"] for merchant in listed}

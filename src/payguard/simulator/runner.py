@@ -45,10 +45,16 @@ def simulate_in_process(
                     session, settings, username="simulator", role="admin", password=None
                 )
             )
+            _checker, checker_issued = database.transact(
+                lambda session: identity.create_staff(
+                    session, settings, username="sim-checker", role="compliance", password=None
+                )
+            )
             with TestClient(create_app(settings)) as http:
                 summary = simulate_with(
                     http,
                     issued.token,
+                    checker_token=checker_issued.token,
                     customers=customers,
                     days=days,
                     seed=seed,
@@ -73,11 +79,14 @@ def simulate_with(
     out_path: Path,
     on_progress: Progress | None,
     read_code: Callable[[str], str] | None = None,
+    checker_token: str | None = None,
 ) -> SimulationSummary:
     staff = PayguardClient(http=http, token=staff_token) if staff_token else None
+    checker = PayguardClient(http=http, token=checker_token) if checker_token else None
     return run_simulation(
         lambda: PayguardClient(http=http),
         staff,
+        checker=checker,
         customers=customers,
         days=days,
         seed=seed,
@@ -105,12 +114,14 @@ def simulate_against(
     seed: int,
     out_path: Path,
     on_progress: Progress | None,
+    checker_token: str | None = None,
 ) -> tuple[SimulationSummary, bool | None]:
     """Run against a running server; ledger ok is known only with a staff token."""
     with httpx.Client(base_url=target, timeout=30) as http:
         summary = simulate_with(
             http,
             staff_token,
+            checker_token=checker_token,
             customers=customers,
             days=days,
             seed=seed,

@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
-from sqlalchemy.orm import Session
 
 from payguard.identity import approvals
-from payguard.identity.models import ApprovalRequest
 from payguard.identity.permissions import Permission
 from payguard.identity.schemas import ApprovalCreate, ApprovalDecision, ApprovalOut
 from payguard.web import PrincipalDep, ServicesDep, access, request_approval
@@ -65,15 +63,7 @@ def get_approval(approval_id: str, svc: ServicesDep) -> ApprovalOut:
 def approve(
     approval_id: str, body: ApprovalDecision, principal: PrincipalDep, svc: ServicesDep
 ) -> ApprovalOut:
-    def work(session: Session) -> ApprovalRequest:
-        return approvals.approve(session, svc.approvals, principal, approval_id, body.note)
-
-    record = svc.db.transact(work)
-    outcome = approvals.after_commit(svc.approvals, record)
-    if outcome is not None:
-        svc.db.transact(lambda session: approvals.record_follow_up(session, approval_id, outcome))
-    with svc.db.read() as session:
-        return approvals.to_out(approvals.get(session, approval_id))
+    return approvals.approve_and_finish(svc.db, svc.approvals, principal, approval_id, body.note)
 
 
 @router.post(
