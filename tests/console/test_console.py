@@ -398,7 +398,7 @@ def test_freeze_and_unfreeze_with_a_valid_form_token(
     assert account_status(settings, world.alice_wallet) == "frozen"
     page = client.get(reply.headers["location"])
     assert "The account is frozen" in page.text
-    assert "Unfreeze account" in page.text
+    assert "Ask to unfreeze" in page.text
     # A frozen wallet cannot pay.
     refused = factories.pay(
         client, world.alice, kind="p2p", amount=100, payee_username="bob", step_up=False
@@ -411,6 +411,21 @@ def test_freeze_and_unfreeze_with_a_valid_form_token(
         follow_redirects=False,
     )
     assert back.status_code == 303
+    # Four-eyes: the console only asks; the account stays frozen until a second person agrees.
+    assert "another staff member" in client.get(back.headers["location"]).text
+    assert account_status(settings, world.alice_wallet) == "frozen"
+    pending = client.get(
+        "/v1/approvals", params={"status": "pending"}, headers=factories.staff_auth(settings)
+    ).json()
+    assert [(p["action"], p["target"]) for p in pending] == [
+        ("account.unfreeze", world.alice_wallet)
+    ]
+    approved = client.post(
+        f"/v1/approvals/{pending[0]['id']}/approve",
+        headers=factories.staff_auth(settings, "operations"),
+        json={},
+    )
+    assert approved.json()["status"] == "executed"
     assert account_status(settings, world.alice_wallet) == "active"
 
 
