@@ -57,7 +57,9 @@ def test_request_id_is_echoed_only_when_it_looks_like_one(client: TestClient) ->
 def test_production_logs_are_json_without_bodies_or_secrets(
     database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    settings: Settings = make_settings(database_url, tmp_path, env="production")
+    settings: Settings = make_settings(
+        database_url, tmp_path, env="production", id_digest_key="test-production-id-key"
+    )
     password = "Very-Secret-Password-77"
     with TestClient(create_app(settings)) as client:
         client.post(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -142,3 +143,20 @@ def test_simulate_in_process_writes_the_labelled_csv(cli_env: Path, tmp_path: Pa
     assert header.startswith("sim_time,step,actor,kind,amount")
     bad = runner.invoke(cli.app, ["simulate", "--customers", "2"])
     assert bad.exit_code != 0
+
+
+def test_bad_settings_are_one_line_naming_the_variable(cli_env: Path) -> None:
+    for env, expected in [
+        ({"PAYGUARD_SESSION_TTL_SECONDS": "5"}, "PAYGUARD_SESSION_TTL_SECONDS"),
+        ({"PAYGUARD_ENV": "production"}, "PAYGUARD_ID_DIGEST_KEY"),
+    ]:
+        result = subprocess.run(
+            [sys.executable, "-m", "payguard", "config", "show"],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, **env},
+        )
+        assert result.returncode == 2, result.stderr
+        assert expected in result.stderr
+        assert "Traceback" not in result.stderr + result.stdout

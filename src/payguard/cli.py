@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import OperationalError
@@ -65,6 +66,14 @@ def main() -> None:
         app()
     except ProblemError as error:
         err_console.print(f"[red]error:[/red] {error.detail} [dim]({error.code})[/dim]")
+        sys.exit(2)
+    except ValidationError as error:
+        # Settings from the environment: name the variable and what is wrong, no traceback.
+        for problem in error.errors():
+            where = "_".join(str(part) for part in problem["loc"]).upper()
+            what = problem["msg"].removeprefix("Value error, ")
+            prefix = f"PAYGUARD_{where}: " if where else ""
+            err_console.print(f"[red]error:[/red] settings: {prefix}{what}")
         sys.exit(2)
     except OperationalError as error:
         # Connection details may hold credentials: say what failed, not the URL.

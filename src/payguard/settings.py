@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,6 +25,9 @@ class FeeRule(BaseModel):
     basis_points: int = Field(default=0, ge=0, le=10_000)
     minimum: int = Field(default=0, ge=0)
     maximum: int | None = Field(default=None, ge=0)
+
+
+_DEV_ID_KEY = "payguard-development-id-digest-key"
 
 
 def _default_tier_limits() -> dict[int, TierLimits]:
@@ -77,7 +80,7 @@ class Settings(BaseSettings):
     login_delay_max_ms: int = Field(default=3000, ge=0)
 
     # Keyed digest of national ID numbers (uniqueness without storing the number).
-    id_digest_key: SecretStr = SecretStr("payguard-development-id-digest-key")
+    id_digest_key: SecretStr = SecretStr(_DEV_ID_KEY)
 
     # Second factors.
     totp_issuer: str = "payguard"
@@ -129,6 +132,13 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_currency(cls, value: str) -> str:
         return value.upper()
+
+    @model_validator(mode="after")
+    def _no_development_secrets_in_production(self) -> Settings:
+        # A published default key would let anyone recompute ID digests.
+        if self.env == "production" and self.id_digest_key.get_secret_value() == _DEV_ID_KEY:
+            raise ValueError("set PAYGUARD_ID_DIGEST_KEY: the development key is public")
+        return self
 
     @property
     def is_sqlite(self) -> bool:
