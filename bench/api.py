@@ -151,6 +151,7 @@ def server(url: str, workers: int, signed: bool) -> Iterator[str]:
         "PAYGUARD_REQUIRE_SIGNED_INSTRUCTIONS": "true" if signed else "false",
         "PAYGUARD_DATABASE_URL": url,
         "PAYGUARD_ENV": "production",
+        "PAYGUARD_ID_DIGEST_KEY": "bench-only-id-digest-key",
         "PAYGUARD_ACCESS_LOG": "false",
         "PAYGUARD_LOG_LEVEL": "WARNING",
         "PAYGUARD_DATABASE_POOL_SIZE": "20",

@@ -11,13 +11,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import rfc8785
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from payguard import cli
 from payguard.client.signing import DeviceKey, sign_instruction
 from payguard.db.engine import Database
 from payguard.events import service as events
+from payguard.identity import instructions
 from payguard.settings import Settings, get_settings
 from tests.factories import (
     Customer,
@@ -303,3 +308,27 @@ def test_p256_device_keys_work_too(client: TestClient, settings: Settings) -> No
     assert top_up(client, carl, 10_000)["status"] == "confirmed"
     signature = signed(carl, P2P, "k")["signature"]
     assert len(base64.urlsafe_b64decode(signature + "==")) > 64  # DER ECDSA, not Ed25519
+
+
+_INSTRUCTION_VALUES = st.one_of(
+    st.text(),
+    st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1),
+    st.booleans(),
+    st.none(),
+)
+
+
+@given(
+    st.dictionaries(
+        st.text(alphabet=st.characters(max_codepoint=127), max_size=12),
+        _INSTRUCTION_VALUES,
+        max_size=12,
+    )
+)
+@hypothesis_settings(max_examples=500, deadline=None)
+def test_the_fast_canonical_form_is_byte_for_byte_rfc8785(document: dict[str, object]) -> None:
+    try:
+        expected = rfc8785.dumps(document)
+    except rfc8785.CanonicalizationError:
+        return  # e.g. a lone surrogate: refused either way
+    assert instructions.canonical_bytes(document) == expected
