@@ -151,19 +151,6 @@ def request_approval(
     )
 
 
-def require_staff(*roles: str) -> Any:
-    """A dependency admitting staff with one of ``roles`` (admin always passes)."""
-
-    async def check(principal: PrincipalDep) -> Principal:
-        if not principal.is_staff:
-            raise Forbidden("this endpoint is for staff")
-        if roles and principal.role not in roles and principal.role != "admin":
-            raise Forbidden(f"this needs one of the roles: {', '.join(roles)}")
-        return principal
-
-    return Depends(check)
-
-
 async def idempotency_scope(
     request: Request,
     principal: PrincipalDep,

@@ -429,6 +429,48 @@ def test_freeze_and_unfreeze_with_a_valid_form_token(
     assert account_status(settings, world.alice_wallet) == "active"
 
 
+def test_a_second_staff_member_approves_in_the_console(
+    client: TestClient, world: World, settings: Settings
+) -> None:
+    make_staff(settings, "checker", "operations")
+    csrf = login(client, "ops")
+    client.post(
+        f"/console/accounts/{world.alice_wallet}/freeze",
+        data={"csrf_token": csrf, "reason": "suspected account takeover"},
+    )
+    client.post(
+        f"/console/accounts/{world.alice_wallet}/unfreeze",
+        data={"csrf_token": csrf, "reason": "identity re-verified"},
+    )
+    own_page = client.get("/console/approvals")
+    assert "account.unfreeze" in own_page.text and "(you)" in own_page.text
+    approval_id = re.search(r"/console/approvals/(apr_\w+)/reject", own_page.text).group(1)  # type: ignore[union-attr]
+    assert f"/console/approvals/{approval_id}/approve" not in own_page.text  # not the maker
+    own = client.post(f"/console/approvals/{approval_id}/approve", data={"csrf_token": csrf})
+    assert own.status_code == 403
+    assert account_status(settings, world.alice_wallet) == "frozen"
+
+    client.post("/console/logout", data={"csrf_token": csrf})
+    checker_csrf = login(client, "checker")
+    page = client.get("/console/approvals")
+    assert f"/console/approvals/{approval_id}/approve" in page.text
+    forged = client.post(f"/console/approvals/{approval_id}/approve", data={"csrf_token": "0" * 64})
+    assert forged.status_code == 403
+    done = client.post(
+        f"/console/approvals/{approval_id}/approve",
+        data={"csrf_token": checker_csrf, "note": "documents match"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert account_status(settings, world.alice_wallet) == "active"
+    after = client.get(done.headers["location"])
+    assert "Approved: the operation ran." in after.text and "executed" in after.text
+
+    client.post("/console/logout", data={"csrf_token": checker_csrf})
+    login(client, "watcher")  # a viewer may not see the queue
+    assert client.get("/console/approvals").status_code == 403
+
+
 @pytest.mark.parametrize("token", [None, "", "0" * 64])
 def test_freeze_without_a_valid_form_token_is_refused(
     client: TestClient, world: World, settings: Settings, token: str | None

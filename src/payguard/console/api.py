@@ -24,7 +24,7 @@ from payguard.console.rendering import ConsoleRoute, error_page, render, safe_ne
 from payguard.console.security import StaffDep
 from payguard.errors import Forbidden, NotAuthenticated, NotFound, ProblemError
 from payguard.events import service as events
-from payguard.identity import permissions, sessions
+from payguard.identity import approvals, permissions, sessions
 from payguard.identity import service as identity
 from payguard.identity.permissions import Permission
 from payguard.ledger import service as ledger
@@ -50,6 +50,10 @@ NOTICES = {
     "unchanged": "The account was already in that state; nothing changed.",
     "unfreeze_requested": "Unfreezing needs a second person: the request waits for another "
     "staff member's approval (four-eyes).",
+}
+APPROVAL_NOTICES = {
+    "approved": "Approved: the operation ran.",
+    "rejected": "Decided: the request will not run.",
 }
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 
@@ -459,6 +463,68 @@ def settlement(
             "today": clock.now().date(),
         },
     )
+
+
+# ---------------------------------------------------------------- four-eyes approvals
+
+
+@router.get("/approvals", summary="Four-eyes requests: pending first, then recent decisions")
+def approvals_page(
+    request: Request, principal: StaffDep, svc: ServicesDep, notice: str | None = None
+) -> Response:
+    if not permissions.holds(principal, Permission.APPROVALS_READ):
+        raise Forbidden("this needs the permission 'approvals:read'")
+    with svc.db.read() as session:
+        pending = [approvals.to_out(r) for r in approvals.list_requests(session, status="pending")]
+        recent = [
+            approvals.to_out(r)
+            for r in approvals.list_requests(session, limit=50)
+            if approvals.effective_status(r) != approvals.PENDING
+        ]
+        names = identity.staff_names(session)
+    decidable = {
+        row.id
+        for row in pending
+        if row.requested_by != principal.subject_id
+        and permissions.holds(principal, svc.approvals.get(row.action).permission)
+    }
+    return render(
+        request,
+        "approvals.html",
+        {
+            "pending": pending,
+            "recent": recent,
+            "decidable": decidable,
+            "names": names,
+            "me": principal.subject_id,
+            "notice": APPROVAL_NOTICES.get(notice or ""),
+        },
+    )
+
+
+@router.post("/approvals/{approval_id}/{verdict}", summary="Approve or reject a request")
+def decide_approval(
+    request: Request,
+    approval_id: str,
+    verdict: str,
+    principal: StaffDep,
+    svc: ServicesDep,
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+    note: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    security.check_csrf(request.state.session_token, csrf_token)
+    if verdict == "approve":
+        approvals.approve_and_finish(svc.db, svc.approvals, principal, approval_id, note or None)
+    elif verdict == "reject":
+        svc.db.transact(
+            lambda session: approvals.reject(
+                session, svc.approvals, principal, approval_id, note or None
+            )
+        )
+    else:
+        raise NotFound("no such decision; approve or reject")
+    done = "approved" if verdict == "approve" else "rejected"
+    return RedirectResponse(f"/console/approvals?notice={done}", status_code=303)
 
 
 # ---------------------------------------------------------------- assets and the rest

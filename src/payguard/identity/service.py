@@ -198,6 +198,12 @@ def staff_by_totp(session: Session, settings: Settings, username: str, code: str
     return Principal(kind="staff", subject_id=staff.id, session_id="cli", role=staff.role)
 
 
+def staff_names(session: Session) -> dict[str, str]:
+    """Staff id → username, for screens that show who asked and who decided."""
+    rows = session.execute(select(StaffUser.id, StaffUser.username))
+    return {staff_id: username for staff_id, username in rows}
+
+
 def revoke_session(session: Session, session_id: str) -> None:
     sessions.revoke(session, session_id, reason="logout")
 
