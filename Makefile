@@ -32,6 +32,8 @@ test: lint typecheck unit
 bench: $(STAMP)
 	$(BIN)/python -m bench.ledger
 	$(BIN)/python -m bench.api
+	$(BIN)/python -m bench.auth
+	$(BIN)/python -m bench.audit
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,7 +18,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from payguard import __version__, web
 from payguard.approval_actions import build_catalogue
+from payguard.audit import service as audit
+from payguard.audit.api import router as audit_router
 from payguard.console.api import router as console_router
+from payguard.crypto.keyring import load_signer
 from payguard.db.engine import Database
 from payguard.errors import BodyTooLarge, ProblemError
 from payguard.identity import approvals, instructions
@@ -90,7 +94,9 @@ async def _no_receive() -> Message:
 
 
 def _sweeper(services: web.Services, stop: threading.Event, interval: float) -> None:
-    """Release expired holds, expire stale approvals, forget records past retention."""
+    """Release expired holds, expire stale approvals, forget records past retention, and
+    sign an audit tree head every ``audit_head_interval_seconds``."""
+    next_head = time.monotonic() + services.settings.audit_head_interval_seconds
     while not stop.wait(interval):
         try:
             released = payments_service.expire_holds(services.payments)
@@ -105,6 +111,13 @@ def _sweeper(services: web.Services, stop: threading.Event, interval: float) -> 
             lapsed = services.db.transact(approvals.expire_stale)
             if lapsed:
                 log.info("approvals_expired", count=lapsed)
+            if time.monotonic() >= next_head:
+                head = services.db.transact(
+                    lambda session: audit.make_tree_head(session, services.signer)
+                )
+                if head is not None:
+                    log.info("audit_tree_head", size=head.size)
+                next_head = time.monotonic() + services.settings.audit_head_interval_seconds
         except Exception as error:  # the sweeper must outlive a bad minute of the database
             log.warning("hold_sweeper_failed", error_type=type(error).__name__)
 
@@ -119,7 +132,11 @@ def build_services(settings: Settings) -> web.Services:
     )
     payments = payments_service.PaymentService(db, settings, PassThroughAssessor(), rail)
     return web.Services(
-        settings=settings, db=db, payments=payments, approvals=build_catalogue(payments)
+        settings=settings,
+        db=db,
+        payments=payments,
+        approvals=build_catalogue(payments),
+        signer=load_signer(settings),
     )
 
 
@@ -183,5 +200,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(identity_router)
     app.include_router(ledger_router)
     app.include_router(payments_router)
+    app.include_router(audit_router)
     app.include_router(console_router)
     return app

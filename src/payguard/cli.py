@@ -15,6 +15,7 @@ from rich.table import Table
 from sqlalchemy.exc import OperationalError
 
 from payguard import clock
+from payguard.audit.cli import audit_app
 from payguard.db.engine import Database
 from payguard.errors import ProblemError
 from payguard.identity.cli import approvals_app
@@ -42,6 +43,7 @@ app.add_typer(merchants_app, name="merchants")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(payments_app, name="payments")
 app.add_typer(approvals_app, name="approvals")
+app.add_typer(audit_app, name="audit")
 
 console = Console()
 err_console = Console(stderr=True)

@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     step_up_ttl_seconds: int = Field(default=300, ge=30)
     step_up_new_payee_amount: int = Field(default=100_000, ge=0)
 
+    # Audit log: how often a signed tree head is made (when there is something new).
+    audit_head_interval_seconds: int = Field(default=300, ge=1)
+
     # Four-eyes approval.
     approval_ttl_hours: int = Field(default=24, ge=1)
     payout_approval_threshold: int = Field(default=5_000_000, ge=1)

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from payguard.crypto.keyring import Signer
 from payguard.db.engine import Database
 from payguard.errors import (
     PROBLEM_BASE,
@@ -44,6 +45,7 @@ class Services:
     db: Database
     payments: PaymentService
     approvals: ActionCatalogue
+    signer: Signer
 
 
 async def services(request: Request) -> Services:

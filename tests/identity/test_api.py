@@ -23,6 +23,7 @@ PUBLIC_ROUTES = {
     ("POST", "/v1/sessions"),
     ("POST", "/v1/staff/sessions"),
     ("POST", "/v1/sessions/refresh"),
+    ("GET", "/v1/audit/public-key"),
 }
 
 

@@ -1,5 +1,6 @@
 """Imports every domain's models so ``Base.metadata`` knows all tables."""
 
+from payguard.audit import models as _audit  # noqa: F401
 from payguard.db.base import Base
 from payguard.events import models as _events  # noqa: F401
 from payguard.identity import models as _identity  # noqa: F401

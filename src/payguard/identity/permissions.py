@@ -36,6 +36,7 @@ class Permission(StrEnum):
     LOGINS_UNLOCK = "logins:unlock"
     APPROVALS_READ = "approvals:read"
     STAFF_MANAGE = "staff:manage"
+    AUDIT_READ = "audit:read"
 
 
 FOUR_EYES = frozenset(
@@ -89,6 +90,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
             Permission.LEDGER_VERIFY,
             Permission.SETTLEMENT_READ,
             Permission.APPROVALS_READ,
+            Permission.AUDIT_READ,
         }
     ),
     # Reads everything that is evidence, changes nothing.
@@ -99,6 +101,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
             Permission.LEDGER_VERIFY,
             Permission.SETTLEMENT_READ,
             Permission.APPROVALS_READ,
+            Permission.AUDIT_READ,
         }
     ),
     # Everything, including staff management; four-eyes still needs a second person.
