@@ -159,6 +159,9 @@ def serve(settings: Settings, **extra_env: str) -> Iterator[str]:
         "PAYGUARD_DATABASE_POOL_SIZE": "12",
         "PAYGUARD_OTP_SENDS_PER_HOUR": "1000",
         "PAYGUARD_LOGIN_DELAY_BASE_MS": "0",
+        # The test's keyring, so the test reads what the server sealed (and the server
+        # never writes into the checkout's var/).
+        "PAYGUARD_VAR_DIR": str(settings.var_dir),
         **extra_env,
     }
     process = subprocess.Popen(

@@ -34,21 +34,29 @@ class Customer:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-def database_of(client: httpx.Client, db: Database | None = None) -> Database:
-    """The database behind ``client``: a TestClient's app, or the one given (live servers)."""
+@dataclass(frozen=True)
+class Outbox:
+    """Where a test reads the codes the outbox sender 'sent': the app's database, and its
+    settings (the keyring that seals the messages)."""
+
+    db: Database
+    settings: Settings
+
+
+def database_of(client: httpx.Client, db: Outbox | None = None) -> Outbox:
+    """The outbox behind ``client``: a TestClient's app, or the one given (live servers)."""
     if db is not None:
         return db
     app = getattr(client, "app", None)
     if app is None:
         raise ValueError("a live-server client needs db= to read the message outbox")
-    found: Database = app.state.services.db
-    return found
+    return Outbox(app.state.services.db, app.state.services.settings)
 
 
-def last_code(db: Database, recipient: str) -> str:
+def last_code(outbox: Outbox, recipient: str) -> str:
     """The newest one-time code the outbox sender 'sent' to ``recipient``."""
-    with db.read() as session:
-        code = notifications.latest_sent_code(session, recipient)
+    with outbox.db.read() as session:
+        code = notifications.latest_sent_code(session, outbox.settings, recipient)
     assert code is not None, "no code was sent"
     return code
 
@@ -58,7 +66,7 @@ def register(
     username: str,
     *,
     device: bool = True,
-    db: Database | None = None,
+    db: Outbox | None = None,
 ) -> Customer:
     """A customer with a phone, a session and (by default) a registered device key."""
     phone = "+86138" + "".join(str(secrets.randbelow(10)) for _ in range(8))
@@ -84,7 +92,7 @@ def register(
 
 
 def register_device(
-    client: httpx.Client, customer: Customer, *, db: Database | None = None
+    client: httpx.Client, customer: Customer, *, db: Outbox | None = None
 ) -> dict[str, Any]:
     """Prove a second factor by SMS code and register a fresh Ed25519 device key."""
     database = database_of(client, db)
@@ -126,7 +134,7 @@ def signed(customer: Customer, body: dict[str, Any], key: str, **extra: Any) -> 
 
 
 def pass_challenge(
-    client: httpx.Client, customer: Customer, challenge_id: str, db: Database | None = None
+    client: httpx.Client, customer: Customer, challenge_id: str, db: Outbox | None = None
 ) -> None:
     """Complete a step-up challenge with an SMS code, as the customer would."""
     sent = client.post(
@@ -148,7 +156,7 @@ def pay(
     key: str | None = None,
     *,
     step_up: bool = True,
-    db: Database | None = None,
+    db: Outbox | None = None,
     **body: Any,
 ) -> httpx.Response:
     """Submit a signed payment; a step-up challenge is passed by SMS unless step_up=False."""
@@ -168,7 +176,7 @@ def pay(
 
 
 def top_up(
-    client: httpx.Client, customer: Customer, amount: int, db: Database | None = None
+    client: httpx.Client, customer: Customer, amount: int, db: Outbox | None = None
 ) -> dict[str, Any]:
     reply = pay(
         client, customer, kind="top_up", amount=amount, bank_account="6222020200112233", db=db

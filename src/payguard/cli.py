@@ -19,6 +19,7 @@ from payguard.audit.cli import audit_app
 from payguard.db.engine import Database
 from payguard.errors import ProblemError
 from payguard.identity.cli import approvals_app
+from payguard.privacy.cli import privacy_app
 from payguard.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -44,6 +45,7 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(payments_app, name="payments")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(audit_app, name="audit")
+app.add_typer(privacy_app, name="privacy")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -420,7 +422,7 @@ def payments_verify_evidence(payment_id: str) -> None:
     settings = _settings()
     database = _database(settings)
     with database.read() as session:
-        check = instructions.check_evidence(session, payment_id)
+        check = instructions.check_evidence(session, settings, payment_id)
     database.dispose()
     if check is None:
         fail(f"payment '{payment_id}' has no signed instruction on record")

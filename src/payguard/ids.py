@@ -18,6 +18,7 @@ PREFIXES = {
     "device": "dev",
     "challenge": "chl",
     "approval": "apr",
+    "data_key": "dek",
     "totp": "tot",
     "recovery_code": "rcv",
     "one_time_code": "otc",

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from payguard import cli
 from payguard.client.signing import DeviceKey, sign_instruction
+from payguard.crypto.envelope import envelope_for
 from payguard.db.engine import Database
 from payguard.events import service as events
 from payguard.identity import instructions
@@ -249,6 +250,7 @@ def test_evidence_is_stored_and_re_verifies(
     assert found["device_id"] == ann.device_id
 
     monkeypatch.setenv("PAYGUARD_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("PAYGUARD_VAR_DIR", str(settings.var_dir))  # the keyring that sealed it
     get_settings.cache_clear()
     try:
         result = CliRunner().invoke(cli.app, ["payments", "verify-evidence", payment_id])
@@ -270,16 +272,36 @@ def test_tampered_evidence_no_longer_verifies(
     key = str(uuid.uuid4())
     payment_id = _post(client, ann, key, signed(ann, P2P, key)).json()["id"]
 
+    envelope = envelope_for(settings)
+    where = f"instruction_evidence.canonical.{payment_id}"
+
     def alter(session: Any) -> None:
+        # An insider who holds even the encryption keys: open, change, seal again.
         evidence = session.get(InstructionEvidence, payment_id)
-        evidence.canonical = evidence.canonical.replace(b'"amount":1000', b'"amount":9000')
+        clear = envelope.open(session, where, evidence.canonical.decode())
+        assert '"amount":1000' in clear
+        changed = clear.replace('"amount":1000', '"amount":9000')
+        evidence.canonical = envelope.seal(
+            session, instructions.EVIDENCE_OWNER, where, changed
+        ).encode()
 
     db.transact(alter)
     with db.read() as session:
-        check = instructions.check_evidence(session, payment_id)
+        check = instructions.check_evidence(session, settings, payment_id)
     assert check is not None
+    assert check.instruction["amount"] == 9000
     assert not check.signature_valid
     assert not check.hash_matches
+
+    def scramble(session: Any) -> None:
+        # Someone without the keys can only break the sealed bytes.
+        evidence = session.get(InstructionEvidence, payment_id)
+        evidence.canonical = evidence.canonical[:-8] + b"AAAAAAAA"
+
+    db.transact(scramble)
+    with db.read() as session:
+        broken = instructions.check_evidence(session, settings, payment_id)
+    assert broken is not None and not broken.signature_valid and broken.instruction == {}
 
 
 def test_p256_device_keys_work_too(client: TestClient, settings: Settings) -> None:

@@ -14,19 +14,19 @@ from payguard.db.engine import Database
 from payguard.identity.models import SeenNonce
 from payguard.settings import Settings
 from tests.conftest import serve
-from tests.factories import register, signed, top_up
+from tests.factories import Outbox, register, signed, top_up
 
 
 @pytest.fixture
-def outbox(settings: Settings) -> Iterator[Database]:
+def outbox(settings: Settings) -> Iterator[Outbox]:
     database = Database(settings.database_url)
-    yield database
+    yield Outbox(database, settings)
     database.dispose()
 
 
 @pytest.mark.redis
 def test_a_replay_to_a_second_process_is_refused_by_the_shared_redis_cache(
-    settings: Settings, redis_url: str, outbox: Database
+    settings: Settings, redis_url: str, outbox: Outbox
 ) -> None:
     if not settings.is_sqlite:
         pytest.skip("one backend is enough for a two-process test")
@@ -53,5 +53,5 @@ def test_a_replay_to_a_second_process_is_refused_by_the_shared_redis_cache(
 
     nonce_key = f"payguard:nonce:{ann.device_id}:{body['nonce']}"
     assert redis.Redis.from_url(redis_url).ttl(nonce_key) > 0
-    with outbox.read() as session:  # Redis took the nonces, not the database
+    with outbox.db.read() as session:  # Redis took the nonces, not the database
         assert session.scalar(select(func.count()).select_from(SeenNonce)) == 0

@@ -15,6 +15,7 @@ from payguard.db.engine import Database
 from payguard.settings import Settings
 from tests.factories import (
     Customer,
+    Outbox,
     invariants,
     register,
     set_tier,
@@ -25,10 +26,10 @@ from tests.factories import (
 
 
 @pytest.fixture
-def outbox(settings: Settings) -> Iterator[Database]:
+def outbox(settings: Settings) -> Iterator[Outbox]:
     """The live server's database, where the tests read the SMS codes it 'sent'."""
     database = Database(settings.database_url)
-    yield database
+    yield Outbox(database, settings)
     database.dispose()
 
 
@@ -39,7 +40,7 @@ OPENING = 1_000_000
 
 
 def test_eight_workers_by_five_hundred_payments_keep_the_ledger_right(
-    live_server: str, settings: Settings, outbox: Database
+    live_server: str, settings: Settings, outbox: Outbox
 ) -> None:
     with httpx.Client(base_url=live_server, timeout=60) as client:
         customers = [register(client, f"c{index:02d}", db=outbox) for index in range(ACCOUNTS)]
@@ -96,7 +97,7 @@ def test_eight_workers_by_five_hundred_payments_keep_the_ledger_right(
 
 
 def test_parallel_payments_cannot_overshoot_the_daily_limit(
-    live_server: str, settings: Settings, outbox: Database
+    live_server: str, settings: Settings, outbox: Outbox
 ) -> None:
     with httpx.Client(base_url=live_server, timeout=60) as client:
         rich = register(client, "rich", db=outbox)

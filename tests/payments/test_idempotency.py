@@ -11,6 +11,7 @@ from payguard.db.engine import Database
 from payguard.settings import Settings
 from tests.factories import (
     PASSWORD,
+    Outbox,
     balance,
     invariants,
     pay,
@@ -45,10 +46,11 @@ def test_same_key_same_body_replays_the_original(client: TestClient, settings: S
 def test_twenty_parallel_identical_requests_make_one_payment(
     live_server: str, settings: Settings, db: Database
 ) -> None:
+    outbox = Outbox(db, settings)
     with httpx.Client(base_url=live_server, timeout=30) as client:
-        ola = register(client, "ola", db=db)
+        ola = register(client, "ola", db=outbox)
         register(client, "pia", device=False)
-        top_up(client, ola, 100_000, db=db)
+        top_up(client, ola, 100_000, db=outbox)
         headers = {**ola.auth, "Idempotency-Key": "parallel-key"}
         body = {"kind": "p2p", "amount": 1_000, "currency": "CNY", "payee_username": "pia"}
 

@@ -33,7 +33,7 @@ def run_once(database_url: str, tmp_path: Path, name: str) -> list[dict[str, str
             seed=11,
             out_path=out,
             on_progress=None,
-            read_code=lambda phone: latest_code(database, phone),
+            read_code=lambda phone: latest_code(database, settings, phone),
         )
     assert summary.rows > 100
     with database.read() as session:

@@ -1,6 +1,7 @@
 """Imports every domain's models so ``Base.metadata`` knows all tables."""
 
 from payguard.audit import models as _audit  # noqa: F401
+from payguard.crypto import models as _crypto  # noqa: F401
 from payguard.db.base import Base
 from payguard.events import models as _events  # noqa: F401
 from payguard.identity import models as _identity  # noqa: F401

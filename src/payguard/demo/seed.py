@@ -127,8 +127,9 @@ def _pass_step_up_by_sms(
 
     def send(session: Session) -> str:
         stepup.send_code(session, settings, customer_id, challenge_id, "sms")
-        phone = identity.get_customer(session, customer_id).phone
-        code = notifications.latest_sent_code(session, phone or "")
+        customer = identity.get_customer(session, customer_id)
+        phone = identity.personal_data(session, settings, customer).phone
+        code = notifications.latest_sent_code(session, settings, phone or "")
         assert code is not None, "the outbox sender keeps every code it sends"
         return code
 

@@ -34,6 +34,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from payguard import clock
+from payguard.crypto.envelope import envelope_for
 from payguard.errors import (
     BadSignature,
     InstructionReplayed,
@@ -365,8 +366,12 @@ def consume_nonce(
         )
 
 
+EVIDENCE_OWNER = "platform:evidence"
+
+
 def record_evidence(
     session: Session,
+    settings: Settings,
     *,
     payment_id: str,
     customer_id: str,
@@ -380,7 +385,17 @@ def record_evidence(
             device_id=device.id,
             algorithm=device.algorithm,
             public_key=device.public_key,
-            canonical=instruction.canonical,
+            # Sealed: the signed bytes hold bank account numbers and memos. The key is the
+            # platform's evidence key, not the customer's, so that erasure leaves the proof
+            # of what was instructed for the legal retention period.
+            canonical=envelope_for(settings)
+            .seal(
+                session,
+                EVIDENCE_OWNER,
+                f"instruction_evidence.canonical.{payment_id}",
+                instruction.canonical.decode(),
+            )
+            .encode(),
             signature=b64url(instruction.signature),
             instruction_hash=instruction.instruction_hash,
             step_up_challenge_id=instruction.challenge_id,
@@ -402,14 +417,27 @@ class EvidenceCheck:
     verified_at: datetime
 
 
-def check_evidence(session: Session, payment_id: str) -> EvidenceCheck | None:
+def check_evidence(session: Session, settings: Settings, payment_id: str) -> EvidenceCheck | None:
     """Re-verify the stored signature over the stored bytes, with the key of that time."""
     evidence = session.get(InstructionEvidence, payment_id)
     if evidence is None:
         return None
     import json
 
-    document = json.loads(evidence.canonical)
+    try:
+        canonical = (
+            envelope_for(settings)
+            .open(
+                session,
+                f"instruction_evidence.canonical.{payment_id}",
+                evidence.canonical.decode(),
+            )
+            .encode()
+        )
+        document = json.loads(canonical)
+    except (ValueError, UnicodeDecodeError):
+        # The sealed bytes were altered or moved: nothing that was signed can be shown.
+        canonical, document = b"", {}
     return EvidenceCheck(
         payment_id=payment_id,
         device_id=evidence.device_id,
@@ -418,11 +446,11 @@ def check_evidence(session: Session, payment_id: str) -> EvidenceCheck | None:
             evidence.public_key,
             evidence.algorithm,
             b64url_decode(evidence.signature),
-            evidence.canonical,
+            canonical,
         ),
         instruction=document,
         instruction_hash=evidence.instruction_hash,
-        hash_matches=instruction_hash(document) == evidence.instruction_hash,
+        hash_matches=bool(document) and instruction_hash(document) == evidence.instruction_hash,
         step_up_challenge_id=evidence.step_up_challenge_id,
         verified_at=evidence.verified_at,
     )

@@ -38,13 +38,15 @@ class Customer(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Real-name data (KYC). The ID number is kept only masked plus a keyed digest
-    # (uniqueness without the number); envelope encryption arrives with the crypto issue.
-    legal_name: Mapped[str | None] = mapped_column(String(120))
+    # (uniqueness without the number). Name, phone and e-mail are sealed with the
+    # customer's own key (crypto/envelope.py); the phone has a blind index for lookups.
+    legal_name: Mapped[str | None] = mapped_column(Text)
     id_document_type: Mapped[str | None] = mapped_column(String(24))
     id_number_masked: Mapped[str | None] = mapped_column(String(40))
     id_number_digest: Mapped[str | None] = mapped_column(String(64), unique=True)
-    phone: Mapped[str | None] = mapped_column(String(20))
-    email: Mapped[str | None] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(Text)
+    phone_index: Mapped[str | None] = mapped_column(String(64), index=True)
     # Per-customer outgoing limits replacing the tier's (set through four-eyes approval).
     limits_override: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
@@ -122,7 +124,7 @@ class TotpCredential(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     subject_kind: Mapped[str] = mapped_column(String(16))
     subject_id: Mapped[str] = mapped_column(String(40))
-    secret: Mapped[str] = mapped_column(String(64))  # base32
+    secret: Mapped[str] = mapped_column(Text)  # base32, sealed with the subject's key
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The last accepted time step: a code is accepted once (RFC 6238 §5.2).
     last_step: Mapped[int | None] = mapped_column(Integer)

@@ -7,8 +7,9 @@ import re
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from payguard.crypto.envelope import envelope_for
 from payguard.identity.models import SentMessage
-from payguard.identity.service import get_customer
+from payguard.identity.service import get_customer, personal_data
 from payguard.settings import Settings
 
 
@@ -16,24 +17,26 @@ def notify_customer(session: Session, settings: Settings, customer_id: str, text
     """Send ``text`` to the customer's e-mail, else phone; the outbox sender by default."""
     from payguard.identity import otp
 
-    customer = get_customer(session, customer_id)
-    if customer.email:
-        channel, recipient = "email", customer.email
+    contact = personal_data(session, settings, get_customer(session, customer_id))
+    if contact.email:
+        channel, recipient = "email", contact.email
     else:
-        channel, recipient = "sms", customer.phone or f"customer:{customer.id}"
+        channel, recipient = "sms", contact.phone or f"customer:{customer_id}"
     otp.sender_for(settings, session).send(channel, recipient, "payguard security notice", text)
 
 
-def latest_sent_code(session: Session, recipient: str) -> str | None:
+def latest_sent_code(session: Session, settings: Settings, recipient: str) -> str | None:
     """The newest six-digit code the outbox sender 'sent' to ``recipient``.
 
     For the developer console, the tests and the in-process simulator: with the outbox
     sender, this is where a one-time code "arrives"."""
-    body = session.scalar(
-        select(SentMessage.body)
-        .where(SentMessage.recipient == recipient)
+    envelope = envelope_for(settings)
+    newest = session.execute(
+        select(SentMessage.id, SentMessage.body)
+        .where(SentMessage.recipient == envelope.blind_index("recipient", recipient))
         .order_by(SentMessage.created_at.desc(), SentMessage.id.desc())
         .limit(1)
-    )
-    match = re.search(r"\b(\d{6})\b", body or "")
+    ).first()
+    body = envelope.open(session, f"sent_messages.body.{newest.id}", newest.body) if newest else ""
+    match = re.search(r"\b(\d{6})\b", body)
     return match.group(1) if match else None

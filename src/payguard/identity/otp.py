@@ -24,6 +24,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from payguard import clock, ids
+from payguard.crypto.envelope import envelope_for
 from payguard.errors import ProblemError
 from payguard.identity.models import OneTimeCode, SentMessage
 from payguard.settings import Settings
@@ -33,24 +34,36 @@ class TooManyCodes(ProblemError):
     code, status, title = "too-many-codes", 429, "Too many codes requested"
 
 
+OUTBOX_OWNER = "platform:outbox"
+
+
 class MessageSender(Protocol):
     def send(self, channel: str, recipient: str, subject: str, body: str) -> None: ...
 
 
 class OutboxSender:
-    """Keeps the message in the database: the development and test 'phone'."""
+    """Keeps the message in the database: the development and test 'phone'.
 
-    def __init__(self, session: Session) -> None:
+    Even here nothing personal is stored in clear: the recipient is kept as its blind
+    index and the body sealed, so the outbox is found by phone number or address but
+    reads as noise in a dump of the table."""
+
+    def __init__(self, settings: Settings, session: Session) -> None:
+        self.settings = settings
         self.session = session
 
     def send(self, channel: str, recipient: str, subject: str, body: str) -> None:
+        envelope = envelope_for(self.settings)
+        message_id = ids.new_id("message")
         self.session.add(
             SentMessage(
-                id=ids.new_id("message"),
+                id=message_id,
                 channel=channel,
-                recipient=recipient,
+                recipient=envelope.blind_index("recipient", recipient),
                 subject=subject,
-                body=body,
+                body=envelope.seal(
+                    self.session, OUTBOX_OWNER, f"sent_messages.body.{message_id}", body
+                ),
                 created_at=clock.now(),
             )
         )
@@ -61,7 +74,7 @@ class SmtpSender:
 
     def __init__(self, settings: Settings, session: Session) -> None:
         self.settings = settings
-        self.outbox = OutboxSender(session)
+        self.outbox = OutboxSender(settings, session)
 
     def send(self, channel: str, recipient: str, subject: str, body: str) -> None:
         if channel != "email":
@@ -85,7 +98,7 @@ class SmtpSender:
 def sender_for(settings: Settings, session: Session) -> MessageSender:
     if settings.otp_sender == "smtp":
         return SmtpSender(settings, session)
-    return OutboxSender(session)
+    return OutboxSender(settings, session)
 
 
 def _digest(code: str) -> str:

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from payguard import clock, ids
+from payguard.crypto.envelope import envelope_for
 from payguard.errors import Conflict, NotAuthenticated, NotFound, ValidationProblem
 from payguard.events import service as events
 from payguard.identity import kyc, sessions, totp
@@ -95,9 +96,6 @@ def register_customer(
         kyc_tier=kyc_tier,
         status="active",
         created_at=clock.now(),
-        phone=phone,
-        email=email.lower() if email else None,
-        legal_name=legal_name,
         id_document_type=id_document_type,
         id_number_masked=masked,
         id_number_digest=id_digest,
@@ -107,6 +105,12 @@ def register_customer(
         session.flush()
     except IntegrityError as error:
         raise Conflict("that username is taken; choose another") from error
+    set_personal_data(
+        session,
+        settings,
+        customer,
+        PersonalData(legal_name=legal_name, phone=phone, email=email.lower() if email else None),
+    )
     wallet = ledger.open_account(
         session,
         kind=AccountKind.CUSTOMER_WALLET,
@@ -116,6 +120,52 @@ def register_customer(
     )
     events.emit(session, "identity.customer_registered", {"customer_id": customer.id})
     return customer, wallet.id
+
+
+@dataclass(frozen=True)
+class PersonalData:
+    """A customer's personal data in clear: only ever in memory, for the moment it is used."""
+
+    legal_name: str | None = None
+    phone: str | None = None
+    email: str | None = None
+
+
+PERSONAL_FIELDS = ("legal_name", "phone", "email")
+
+
+def set_personal_data(
+    session: Session, settings: Settings, customer: Customer, data: PersonalData
+) -> None:
+    """Seal each field with the customer's own key, bound to its table, column and row."""
+    envelope = envelope_for(settings)
+    for field in PERSONAL_FIELDS:
+        value = getattr(data, field)
+        sealed = (
+            envelope.seal(session, customer.id, f"customers.{field}.{customer.id}", value)
+            if value
+            else None
+        )
+        setattr(customer, field, sealed)
+    customer.phone_index = envelope.blind_index("phone", data.phone) if data.phone else None
+
+
+def personal_data(session: Session, settings: Settings, customer: Customer) -> PersonalData:
+    """Open the customer's sealed fields (``[erased]`` after crypto-shredding)."""
+    envelope = envelope_for(settings)
+    values = {
+        field: envelope.open(session, f"customers.{field}.{customer.id}", sealed)
+        if (sealed := getattr(customer, field))
+        else None
+        for field in PERSONAL_FIELDS
+    }
+    return PersonalData(**values)
+
+
+def find_by_phone(session: Session, settings: Settings, phone: str) -> list[Customer]:
+    """Customers with this phone number, found by its blind index without decrypting."""
+    index = envelope_for(settings).blind_index("phone", phone)
+    return list(session.scalars(select(Customer).where(Customer.phone_index == index)))
 
 
 def get_customer(session: Session, customer_id: str) -> Customer:
@@ -157,7 +207,7 @@ def create_staff(
     except IntegrityError as error:
         raise Conflict("a staff user with that username exists") from error
     if totp_secret is not None:
-        totp.enrol_confirmed(session, "staff", staff.id, totp_secret)
+        totp.enrol_confirmed(session, settings, "staff", staff.id, totp_secret)
     # A provisioning token (no refresh) for scripts and the first sign-in set-up.
     issued = sessions.issue(
         session, settings, "staff", staff.id, auth_level="provisioned", with_refresh=False

@@ -130,13 +130,13 @@ def send_code(
 ) -> str:
     """Send a one-time code for this challenge; returns the masked destination."""
     from payguard.identity import otp
-    from payguard.identity.service import get_customer
+    from payguard.identity.service import get_customer, personal_data
 
     challenge = _pending(session, customer_id, challenge_id)
     if channel not in ("sms", "email") or channel not in (challenge.allowed_factors or []):
         raise ValidationProblem("channel: sms or email, as offered by the challenge")
-    customer = get_customer(session, customer_id)
-    destination = customer.phone if channel == "sms" else customer.email
+    contact = personal_data(session, settings, get_customer(session, customer_id))
+    destination = contact.phone if channel == "sms" else contact.email
     assert destination is not None  # allowed_factors only offers channels on file
     otp.issue_code(
         session,

@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from payguard import clock, ids
+from payguard.crypto.envelope import envelope_for
 from payguard.errors import Conflict, NotFound, ValidationProblem
 from payguard.events import service as events
 from payguard.identity import recovery
@@ -79,6 +80,26 @@ def _credential(session: Session, subject_kind: str, subject_id: str) -> TotpCre
     )
 
 
+def _owner(subject_kind: str, subject_id: str) -> str:
+    return subject_id if subject_kind == "customer" else f"{subject_kind}:{subject_id}"
+
+
+def _seal(session: Session, settings: Settings, credential: TotpCredential, secret: str) -> None:
+    """Seal the shared secret with the subject's own key, bound to this row."""
+    credential.secret = envelope_for(settings).seal(
+        session,
+        _owner(credential.subject_kind, credential.subject_id),
+        f"totp_credentials.secret.{credential.id}",
+        secret,
+    )
+
+
+def _secret(session: Session, settings: Settings, credential: TotpCredential) -> str:
+    return envelope_for(settings).open(
+        session, f"totp_credentials.secret.{credential.id}", credential.secret
+    )
+
+
 def has_totp(session: Session, subject_kind: str, subject_id: str) -> bool:
     credential = _credential(session, subject_kind, subject_id)
     return credential is not None and credential.confirmed_at is not None
@@ -97,12 +118,13 @@ def enrol(
             id=ids.new_id("totp"),
             subject_kind=subject_kind,
             subject_id=subject_id,
-            secret=secret,
             created_at=clock.now(),
         )
+        _seal(session, settings, credential, secret)  # before add: sealing may autoflush
         session.add(credential)
     else:
-        credential.secret, credential.last_step = secret, None
+        _seal(session, settings, credential, secret)
+    credential.last_step = None
     session.flush()
     return pending(settings, secret, account_name)
 
@@ -114,11 +136,11 @@ def pending(settings: Settings, secret: str, account_name: str) -> TotpEnrolment
     return TotpEnrolment(secret=secret, uri=uri, qr_png=buffer.getvalue())
 
 
-def pending_secret(session: Session, subject_kind: str, subject_id: str) -> str:
+def pending_secret(session: Session, settings: Settings, subject_kind: str, subject_id: str) -> str:
     credential = _credential(session, subject_kind, subject_id)
     if credential is None or credential.confirmed_at is not None:
         raise NotFound("no TOTP enrolment is pending; start one first")
-    return credential.secret
+    return _secret(session, settings, credential)
 
 
 def confirm(
@@ -128,7 +150,7 @@ def confirm(
     credential = _credential(session, subject_kind, subject_id)
     if credential is None or credential.confirmed_at is not None:
         raise NotFound("no TOTP enrolment is pending; start one first")
-    step = matching_step(credential.secret, code, clock.now())
+    step = matching_step(_secret(session, settings, credential), code, clock.now())
     if step is None:
         raise ValidationProblem("the code does not match; check the authenticator's clock")
     credential.confirmed_at = clock.now()
@@ -148,7 +170,9 @@ def verify_code(
     credential = _credential(session, subject_kind, subject_id)
     if credential is None or credential.confirmed_at is None:
         return False
-    step = matching_step(credential.secret, code, clock.now(), after_step=credential.last_step)
+    step = matching_step(
+        _secret(session, settings, credential), code, clock.now(), after_step=credential.last_step
+    )
     if step is None:
         return False
     # Conditional on the step we read: of two racing requests with one code, one wins.
@@ -178,19 +202,20 @@ def remove(session: Session, subject_kind: str, subject_id: str) -> None:
     )
 
 
-def enrol_confirmed(session: Session, subject_kind: str, subject_id: str, secret: str) -> None:
+def enrol_confirmed(
+    session: Session, settings: Settings, subject_kind: str, subject_id: str, secret: str
+) -> None:
     """Provision a confirmed credential (staff created by an admin, who hands over the
     otpauth URI out of band); customers enrol themselves through ``enrol``/``confirm``."""
-    session.add(
-        TotpCredential(
-            id=ids.new_id("totp"),
-            subject_kind=subject_kind,
-            subject_id=subject_id,
-            secret=secret,
-            created_at=clock.now(),
-            confirmed_at=clock.now(),
-        )
+    credential = TotpCredential(
+        id=ids.new_id("totp"),
+        subject_kind=subject_kind,
+        subject_id=subject_id,
+        created_at=clock.now(),
+        confirmed_at=clock.now(),
     )
+    _seal(session, settings, credential, secret)
+    session.add(credential)
     session.flush()
     events.emit(
         session, "identity.totp_enrolled", {"subject_kind": subject_kind, "subject_id": subject_id}

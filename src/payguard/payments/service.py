@@ -457,6 +457,7 @@ class PaymentService:
             if signed.signed is not None and signed.device is not None:
                 instructions.record_evidence(
                     session,
+                    self.settings,
                     payment_id=payment_id,
                     customer_id=customer_id,
                     device=signed.device,
@@ -1036,6 +1037,26 @@ def create_merchant(
     session.add(merchant)
     session.flush()
     return _merchant_out(merchant)
+
+
+def payments_of_customer(session: Session, customer_id: str) -> list[dict[str, Any]]:
+    """Every payment a customer made, as plain records (the right of access export)."""
+    rows = session.scalars(
+        select(Payment).where(Payment.customer_id == customer_id).order_by(Payment.id)
+    )
+    return [
+        {
+            "id": row.id,
+            "kind": row.kind,
+            "amount": row.amount,
+            "fee": row.fee,
+            "currency": row.currency,
+            "status": row.status,
+            "memo": row.memo,
+            "created_at": row.created_at.isoformat(),
+        }
+        for row in rows
+    ]
 
 
 def list_merchants(session: Session, limit: int = 100) -> list[MerchantOut]:

@@ -60,7 +60,7 @@ def simulate_in_process(
                     seed=seed,
                     out_path=out_path,
                     on_progress=on_progress,
-                    read_code=lambda phone: latest_code(database, phone),
+                    read_code=lambda phone: latest_code(database, settings, phone),
                 )
             with database.read() as session:
                 ok = ledger.check_invariants(session).ok
@@ -96,10 +96,10 @@ def simulate_with(
     )
 
 
-def latest_code(database: Database, recipient: str) -> str:
+def latest_code(database: Database, settings: Settings, recipient: str) -> str:
     """The newest one-time code the outbox sender 'sent' to ``recipient``."""
     with database.read() as session:
-        code = notifications.latest_sent_code(session, recipient)
+        code = notifications.latest_sent_code(session, settings, recipient)
     if code is None:
         raise RuntimeError("no one-time code was sent to this simulated phone")
     return code

@@ -39,6 +39,7 @@ router = APIRouter(prefix="/v1", tags=["identity"])
 def _customer_out(svc: ServicesDep, customer_id: str) -> CustomerOut:
     with svc.db.read() as session:
         customer = service.get_customer(session, customer_id)
+        contact = service.personal_data(session, svc.settings, customer)
         return CustomerOut(
             id=customer.id,
             username=customer.username,
@@ -47,11 +48,11 @@ def _customer_out(svc: ServicesDep, customer_id: str) -> CustomerOut:
             status=customer.status,
             created_at=customer.created_at,
             wallet_account_ids=service.wallet_ids(session, customer.id),
-            legal_name=customer.legal_name,
+            legal_name=contact.legal_name,
             id_document_type=customer.id_document_type,
             id_number_masked=customer.id_number_masked,
-            phone_masked=mask_destination(customer.phone) if customer.phone else None,
-            email_masked=mask_destination(customer.email) if customer.email else None,
+            phone_masked=mask_destination(contact.phone) if contact.phone else None,
+            email_masked=mask_destination(contact.email) if contact.email else None,
         )
 
 

@@ -194,7 +194,7 @@ def verify_challenge(
 )
 def payment_evidence(payment_id: str, svc: ServicesDep) -> EvidenceOut:
     with svc.db.read() as session:
-        check = instructions.check_evidence(session, payment_id)
+        check = instructions.check_evidence(session, svc.settings, payment_id)
     if check is None:
         raise NotFound(f"payment '{payment_id}' has no signed instruction on record")
     return EvidenceOut(**check.__dict__)

@@ -23,7 +23,7 @@ from payguard.identity.schemas import (
     RecoveryCodesOut,
     TotpStarted,
 )
-from payguard.identity.service import get_customer
+from payguard.identity.service import get_customer, personal_data
 from payguard.web import SIGNED_IN, PrincipalDep, ServicesDep, access
 
 router = APIRouter(prefix="/v1", tags=["identity"])
@@ -34,9 +34,11 @@ def factors(principal: PrincipalDep, svc: ServicesDep) -> FactorsOut:
     with svc.db.read() as session:
         phone = email = None
         if principal.kind == "customer":
-            customer = get_customer(session, principal.subject_id)
-            phone = otp.mask_destination(customer.phone) if customer.phone else None
-            email = otp.mask_destination(customer.email) if customer.email else None
+            contact = personal_data(
+                session, svc.settings, get_customer(session, principal.subject_id)
+            )
+            phone = otp.mask_destination(contact.phone) if contact.phone else None
+            email = otp.mask_destination(contact.email) if contact.email else None
         passkey_count = session.scalar(
             select(func.count())
             .select_from(Passkey)
@@ -79,7 +81,7 @@ def start_totp(principal: PrincipalDep, svc: ServicesDep) -> TotpStarted:
 )
 def totp_qr(principal: PrincipalDep, svc: ServicesDep) -> Response:
     with svc.db.read() as session:
-        secret = totp.pending_secret(session, principal.kind, principal.subject_id)
+        secret = totp.pending_secret(session, svc.settings, principal.kind, principal.subject_id)
     png = totp.pending(svc.settings, secret, principal.subject_id).qr_png
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
@@ -129,8 +131,8 @@ def send_otp(body: OtpRequest, principal: PrincipalDep, svc: ServicesDep) -> Otp
         raise ValidationProblem("one-time codes go to customers' phones and e-mail")
 
     def work(session: Session) -> str:
-        customer = get_customer(session, principal.subject_id)
-        destination = customer.phone if body.channel == "sms" else customer.email
+        contact = personal_data(session, svc.settings, get_customer(session, principal.subject_id))
+        destination = contact.phone if body.channel == "sms" else contact.email
         if not destination:
             raise ValidationProblem(
                 f"no {'phone number' if body.channel == 'sms' else 'e-mail'} on file"

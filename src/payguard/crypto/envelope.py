@@ -1,0 +1,162 @@
+"""Envelope encryption of personal data, blind indexes and crypto-shredding.
+
+Each owner (a customer, or a staff member as ``staff:<id>``) has its own data-encryption
+key (DEK, AES-256), stored only wrapped by the key-encryption key (KEK) of the key
+provider. A field is sealed as ``pg1.<dek id>.<base64 nonce ‖ AES-256-GCM ciphertext>``
+with associated data ``<table>.<column>.<row id>``: moved to another row or column, a
+ciphertext no longer decrypts.
+
+Erasing an owner destroys their DEK (the wrapped key is deleted): everything sealed under
+it becomes unreadable at once, while rows that must be kept (ledger entries) stay.
+
+Lookups without decrypting use blind indexes: HMAC-SHA256 under the index key of a
+normalised value, per kind (``phone``, ``email``), so equal values meet and nothing else
+is revealed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from payguard import clock, ids
+from payguard.crypto.keyring import load_keyring
+from payguard.crypto.models import DataKey
+from payguard.settings import Settings
+
+PREFIX = "pg1"
+ERASED = "[erased]"
+
+
+class KeyDestroyed(Exception):
+    """The owner's key was destroyed (crypto-shredded): the value is gone for good."""
+
+
+@dataclass
+class Envelope:
+    """Seals and opens fields with per-owner keys; unwrapped keys are cached per process."""
+
+    kek: bytes
+    index_key: bytes
+
+    def __post_init__(self) -> None:
+        self._plain_keys: dict[str, bytes] = {}
+
+    # ------------------------------------------------------------ keys
+
+    def _wrap(self, key: bytes, key_id: str) -> str:
+        nonce = os.urandom(12)
+        wrapped = AESGCM(self.kek).encrypt(nonce, key, f"dek:{key_id}".encode())
+        return base64.b64encode(nonce + wrapped).decode()
+
+    def _unwrap(self, wrapped: str, key_id: str) -> bytes:
+        raw = base64.b64decode(wrapped)
+        return AESGCM(self.kek).decrypt(raw[:12], raw[12:], f"dek:{key_id}".encode())
+
+    def key_for(self, session: Session, owner: str) -> tuple[str, bytes]:
+        """The owner's active DEK, made on first use."""
+        row = session.scalar(
+            select(DataKey)
+            .where(DataKey.owner == owner, DataKey.destroyed_at.is_(None))
+            .order_by(DataKey.version.desc())
+            .limit(1)
+        )
+        if row is not None and row.wrapped is not None:
+            return row.id, self._key(session, row.id)
+        if session.scalar(select(DataKey.id).where(DataKey.owner == owner)) is not None:
+            raise KeyDestroyed(f"the data of {owner} was erased")
+        key, key_id = AESGCM.generate_key(bit_length=256), ids.new_id("data_key")
+        session.add(
+            DataKey(
+                id=key_id,
+                owner=owner,
+                version=1,
+                wrapped=self._wrap(key, key_id),
+                provider="local",
+                created_at=clock.now(),
+            )
+        )
+        session.flush()
+        self._plain_keys[key_id] = key
+        return key_id, key
+
+    def _key(self, session: Session, key_id: str) -> bytes:
+        cached = self._plain_keys.get(key_id)
+        row = session.get(DataKey, key_id)
+        # The row is read every time so that an erasure in another process takes effect
+        # at once; only the unwrap (the KEK operation) is cached.
+        if row is None or row.wrapped is None:
+            self._plain_keys.pop(key_id, None)
+            raise KeyDestroyed("the key of this value was destroyed")
+        if cached is None:
+            cached = self._unwrap(row.wrapped, key_id)
+            self._plain_keys[key_id] = cached
+        return cached
+
+    # ------------------------------------------------------------ fields
+
+    def seal(self, session: Session, owner: str, where: str, plaintext: str) -> str:
+        """``where`` is ``table.column.row_id``: the associated data of the ciphertext."""
+        key_id, key = self.key_for(session, owner)
+        nonce = os.urandom(12)
+        sealed = AESGCM(key).encrypt(nonce, plaintext.encode(), where.encode())
+        return f"{PREFIX}.{key_id}.{base64.b64encode(nonce + sealed).decode()}"
+
+    def open(self, session: Session, where: str, sealed: str) -> str:
+        """The plaintext, or ``[erased]`` when the owner's key was destroyed."""
+        try:
+            prefix, key_id, body = sealed.split(".", 2)
+            raw = base64.b64decode(body)
+        except (ValueError, binascii.Error) as error:
+            raise ValueError("not a sealed value") from error
+        if prefix != PREFIX:
+            raise ValueError("not a sealed value")
+        try:
+            key = self._key(session, key_id)
+        except KeyDestroyed:
+            return ERASED
+        try:
+            return AESGCM(key).decrypt(raw[:12], raw[12:], where.encode()).decode()
+        except InvalidTag as error:
+            raise ValueError(f"the sealed value does not belong to {where}") from error
+
+    def blind_index(self, kind: str, value: str) -> str:
+        normalised = value.strip().lower()
+        return hmac.new(self.index_key, f"{kind}:{normalised}".encode(), hashlib.sha256).hexdigest()
+
+    # ------------------------------------------------------------ erasure
+
+    def erase(self, session: Session, owner: str) -> int:
+        """Destroy every key of ``owner`` (crypto-shredding); returns how many."""
+        destroyed = session.execute(
+            update(DataKey)
+            .where(DataKey.owner == owner, DataKey.wrapped.is_not(None))
+            .values(wrapped=None, destroyed_at=clock.now())
+        )
+        self._plain_keys.clear()
+        return int(destroyed.rowcount)  # type: ignore[attr-defined]
+
+
+_ENVELOPES: dict[str, Envelope] = {}
+
+
+def envelope_for(settings: Settings) -> Envelope:
+    """The envelope of this installation's keyring (one per keyring file and process)."""
+    keyring = load_keyring(settings)
+    found = _ENVELOPES.get(str(keyring.path))
+    if found is None:
+        found = _ENVELOPES[str(keyring.path)] = Envelope(keyring.kek, keyring.index_key)
+    return found
+
+
+def is_sealed(value: str | None) -> bool:
+    return bool(value) and str(value).startswith(PREFIX + ".")

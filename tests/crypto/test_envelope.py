@@ -1,0 +1,86 @@
+"""Envelope encryption: per-owner keys wrapped by the KEK, ciphertexts bound to their
+row, blind indexes, crypto-shredding, and the keyring file itself."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import select
+
+from payguard.crypto.envelope import ERASED, Envelope, envelope_for
+from payguard.crypto.keyring import keyring_path, load_keyring
+from payguard.crypto.models import DataKey
+from payguard.db.engine import Database
+from payguard.settings import Settings
+
+
+def test_a_sealed_value_opens_only_where_it_was_sealed(settings: Settings, db: Database) -> None:
+    envelope = envelope_for(settings)
+    sealed = db.transact(
+        lambda session: envelope.seal(session, "cus_1", "customers.phone.cus_1", "+8613800000001")
+    )
+    assert "+8613800000001" not in sealed and sealed.startswith("pg1.dek_")
+    with db.read() as session:
+        assert envelope.open(session, "customers.phone.cus_1", sealed) == "+8613800000001"
+        with pytest.raises(ValueError):  # moved to another row
+            envelope.open(session, "customers.phone.cus_2", sealed)
+        with pytest.raises(ValueError):  # moved to another column
+            envelope.open(session, "customers.email.cus_1", sealed)
+        tampered = sealed[:-6] + ("AAAAAA" if not sealed.endswith("AAAAAA") else "BBBBBB")
+        with pytest.raises(ValueError):
+            envelope.open(session, "customers.phone.cus_1", tampered)
+
+
+def test_each_owner_has_a_key_stored_only_wrapped(settings: Settings, db: Database) -> None:
+    envelope = envelope_for(settings)
+
+    def two_owners(session: object) -> tuple[tuple[str, bytes], tuple[str, bytes]]:
+        return envelope.key_for(session, "cus_a"), envelope.key_for(session, "cus_b")  # type: ignore[arg-type]
+
+    (id_a, key_a), (id_b, key_b) = db.transact(two_owners)
+    assert id_a != id_b and key_a != key_b
+    with db.read() as session:
+        rows = session.scalars(select(DataKey)).all()
+        assert {row.owner for row in rows} == {"cus_a", "cus_b"}
+        for row in rows:
+            assert row.wrapped is not None
+            assert key_a.hex() not in row.wrapped and key_b.hex() not in row.wrapped
+    # Another KEK cannot unwrap them.
+    stranger = Envelope(kek=b"\x01" * 32, index_key=b"\x02" * 32)
+    with db.read() as session, pytest.raises(Exception):
+        stranger._key(session, id_a)
+
+
+def test_erasing_an_owner_makes_their_values_unreadable(settings: Settings, db: Database) -> None:
+    envelope = envelope_for(settings)
+    mine = db.transact(lambda session: envelope.seal(session, "cus_x", "t.c.cus_x", "secret"))
+    theirs = db.transact(lambda session: envelope.seal(session, "cus_y", "t.c.cus_y", "other"))
+    assert db.transact(lambda session: envelope.erase(session, "cus_x")) == 1
+    fresh = Envelope(kek=load_keyring(settings).kek, index_key=load_keyring(settings).index_key)
+    with db.read() as session:
+        assert envelope.open(session, "t.c.cus_x", mine) == ERASED
+        assert fresh.open(session, "t.c.cus_x", mine) == ERASED  # no cache brings it back
+        assert envelope.open(session, "t.c.cus_y", theirs) == "other"
+
+
+def test_blind_indexes_match_equal_values_and_nothing_else(settings: Settings) -> None:
+    envelope = envelope_for(settings)
+    assert envelope.blind_index("phone", "+8613800000001") == envelope.blind_index(
+        "phone", " +8613800000001 "
+    )
+    assert envelope.blind_index("phone", "+8613800000001") != envelope.blind_index(
+        "phone", "+8613800000002"
+    )
+    # Per kind: the same text as an e-mail does not meet it as a phone.
+    assert envelope.blind_index("phone", "x") != envelope.blind_index("email", "x")
+    assert "8613800000001" not in envelope.blind_index("phone", "+8613800000001")
+
+
+def test_the_keyring_is_private_and_stable(settings: Settings) -> None:
+    first = load_keyring(settings)
+    path = keyring_path(settings)
+    assert path.stat().st_mode & 0o777 == 0o600
+    stored = json.loads(path.read_text())
+    assert set(stored) >= {"kek", "index_key", "signing"}
+    assert load_keyring(settings).kek == first.kek
