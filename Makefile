@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.auth
 	$(BIN)/python -m bench.audit
+	$(BIN)/python -m bench.crypto
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

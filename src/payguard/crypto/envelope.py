@@ -21,6 +21,7 @@ import binascii
 import hashlib
 import hmac
 import os
+import time
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -35,6 +36,9 @@ from payguard.settings import Settings
 
 PREFIX = "pg1"
 ERASED = "[erased]"
+PLATFORM_OWNER = "platform:"
+PLATFORM_KEY_TTL = 60.0  # seconds; a rotation takes effect within this
+NEW_KEYS = "payguard_new_data_keys"  # session.info: keys made in this (uncommitted) transaction
 
 
 class KeyDestroyed(Exception):
@@ -50,6 +54,9 @@ class Envelope:
 
     def __post_init__(self) -> None:
         self._plain_keys: dict[str, bytes] = {}
+        # Active key of each platform owner (evidence, outbox): those are never erased, so
+        # the payment path need not look the key up on every payment.
+        self._platform_keys: dict[str, tuple[float, str, bytes]] = {}
 
     # ------------------------------------------------------------ keys
 
@@ -64,6 +71,17 @@ class Envelope:
 
     def key_for(self, session: Session, owner: str) -> tuple[str, bytes]:
         """The owner's active DEK, made on first use."""
+        cached = self._platform_keys.get(owner)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1], cached[2]
+        key_id, key, stored = self._active_key(session, owner)
+        # Only a key already committed is cached: a key made in this transaction could
+        # still roll back, and values sealed under a key that was never stored are lost.
+        if stored and owner.startswith(PLATFORM_OWNER):
+            self._platform_keys[owner] = (time.monotonic() + PLATFORM_KEY_TTL, key_id, key)
+        return key_id, key
+
+    def _active_key(self, session: Session, owner: str) -> tuple[str, bytes, bool]:
         row = session.scalar(
             select(DataKey)
             .where(DataKey.owner == owner, DataKey.destroyed_at.is_(None))
@@ -71,7 +89,10 @@ class Envelope:
             .limit(1)
         )
         if row is not None and row.wrapped is not None:
-            return row.id, self._key(session, row.id)
+            plain = self._plain_keys.get(row.id)
+            if plain is None:
+                plain = self._plain_keys[row.id] = self._unwrap(row.wrapped, row.id)
+            return row.id, plain, row.id not in session.info.get(NEW_KEYS, ())
         if session.scalar(select(DataKey.id).where(DataKey.owner == owner)) is not None:
             raise KeyDestroyed(f"the data of {owner} was erased")
         key, key_id = AESGCM.generate_key(bit_length=256), ids.new_id("data_key")
@@ -87,7 +108,8 @@ class Envelope:
         )
         session.flush()
         self._plain_keys[key_id] = key
-        return key_id, key
+        session.info.setdefault(NEW_KEYS, set()).add(key_id)
+        return key_id, key, False
 
     def _key(self, session: Session, key_id: str) -> bytes:
         cached = self._plain_keys.get(key_id)
