@@ -97,15 +97,27 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address")] = None,
     port: Annotated[int | None, typer.Option(help="Port")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes")] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="PEM certificate chain: serve HTTPS (TLS 1.2+)")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert")] = None,
 ) -> None:
     """Serve the API and console (uvicorn, uvloop + httptools)."""
+    import ssl
+
     import uvicorn
 
     settings = _settings()
     bind_host = host or settings.host
     bind_port = port or settings.port
-    console.print(f"payguard API     http://{bind_host}:{bind_port}/docs")
-    console.print(f"payguard console http://{bind_host}:{bind_port}/console")
+    if (tls_cert is None) != (tls_key is None):
+        fail("--tls-cert and --tls-key go together")
+    for given in (tls_cert, tls_key):
+        if given is not None and not given.is_file():
+            fail(f"{given}: no such file (payguard dev-cert makes a development pair)")
+    scheme = "https" if tls_cert else "http"
+    console.print(f"payguard API     {scheme}://{bind_host}:{bind_port}/docs")
+    console.print(f"payguard console {scheme}://{bind_host}:{bind_port}/console")
     uvicorn.run(
         "payguard.app:create_app",
         factory=True,
@@ -116,7 +128,30 @@ def serve(
         http="httptools",
         access_log=False,
         log_level="warning",
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
+        # PROTOCOL_TLS_SERVER: TLS 1.2 and 1.3 only (Python 3.10+ refuses older ones).
+        ssl_version=ssl.PROTOCOL_TLS_SERVER,
     )
+
+
+@app.command("dev-cert")
+def dev_cert(
+    out: Annotated[Path, typer.Option(help="Folder for ca.pem, server.pem, server-key.pem")] = Path(
+        "var/tls"
+    ),
+    host: Annotated[
+        list[str] | None, typer.Option("--host", help="Name or IP (repeatable)")
+    ] = None,
+) -> None:
+    """A local CA and a server certificate for development HTTPS."""
+    from payguard.crypto.tls import make_dev_certificate
+
+    made = make_dev_certificate(out, host or ["localhost", "127.0.0.1"])
+    console.print(f"CA certificate:     {made.ca}  (trust it in your client: curl --cacert)")
+    console.print(f"server certificate: {made.certificate}")
+    console.print(f"server key:         {made.key}  (mode 0600)")
+    console.print(f"serve with: payguard serve --tls-cert {made.certificate} --tls-key {made.key}")
 
 
 @db_app.command("upgrade")
