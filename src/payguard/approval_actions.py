@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
 
 from payguard import clock
+from payguard.crypto import rotation
+from payguard.crypto.envelope import envelope_for
 from payguard.errors import ValidationProblem
 from payguard.identity import service as identity
 from payguard.identity.approvals import Action, ActionCatalogue
@@ -29,6 +31,7 @@ ACCOUNT_UNFREEZE = "account.unfreeze"
 LIMITS_OVERRIDE = "limits.override"
 LEDGER_ADJUSTMENT = "ledger.adjustment"
 PAYOUT_RELEASE = "payout.release"
+KEYS_ROTATE = "keys.rotate"
 
 
 class _Params(BaseModel):
@@ -151,6 +154,21 @@ def _adjust(session: Session, record: ApprovalRequest) -> dict[str, Any]:
 
 def build_catalogue(payments: PaymentService) -> ActionCatalogue:
     """The catalogue of one running platform (the payout release needs its rail)."""
+    envelope = envelope_for(payments.settings)
+
+    def check_rotation(session: Session, target: str, params: dict[str, Any]) -> dict[str, Any]:
+        _parse(NoParams, params)
+        if target != "kek" and target not in rotation.PURPOSES:
+            raise ValidationProblem(f"target: kek or one of {', '.join(rotation.PURPOSES)}")
+        return {}
+
+    def rotate(session: Session, record: ApprovalRequest) -> dict[str, Any]:
+        if record.target == "kek":
+            kek_id, rewrapped = rotation.rotate_kek(session, envelope)
+            return {"active_kek": kek_id, "data_keys_rewrapped": rewrapped}
+        assert record.target is not None
+        owners = rotation.rotate_data_keys(session, envelope, record.target)
+        return {"owners_with_new_keys": owners, "next": "payguard keys reencrypt"}
 
     def check_payout(session: Session, payment_id: str, params: dict[str, Any]) -> dict[str, Any]:
         _parse(NoParams, params)
@@ -179,6 +197,8 @@ def build_catalogue(payments: PaymentService) -> ActionCatalogue:
                "post a manual ledger adjustment", _check_adjustment, _adjust),
         Action(PAYOUT_RELEASE, Permission.PAYOUTS_RELEASE,
                "release a held payout to the bank rail", check_payout, release, pay_out),
+        Action(KEYS_ROTATE, Permission.KEYS_ROTATE,
+               "rotate the KEK or the data keys of a purpose", check_rotation, rotate),
     ):  # fmt: skip
         catalogue.add(action)
     return catalogue

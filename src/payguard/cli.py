@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from payguard import clock
 from payguard.audit.cli import audit_app
+from payguard.crypto.cli import keys_app
 from payguard.db.engine import Database
 from payguard.errors import ProblemError
 from payguard.identity.cli import approvals_app
@@ -46,6 +47,7 @@ app.add_typer(payments_app, name="payments")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(audit_app, name="audit")
 app.add_typer(privacy_app, name="privacy")
+app.add_typer(keys_app, name="keys")
 
 console = Console()
 err_console = Console(stderr=True)

@@ -4,8 +4,10 @@ row, blind indexes, crypto-shredding, and the keyring file itself."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
+from cryptography.exceptions import InvalidTag
 from sqlalchemy import select
 
 from payguard.crypto.envelope import ERASED, Envelope, envelope_for
@@ -47,8 +49,9 @@ def test_each_owner_has_a_key_stored_only_wrapped(settings: Settings, db: Databa
             assert row.wrapped is not None
             assert key_a.hex() not in row.wrapped and key_b.hex() not in row.wrapped
     # Another KEK cannot unwrap them.
-    stranger = Envelope(kek=b"\x01" * 32, index_key=b"\x02" * 32)
-    with db.read() as session, pytest.raises(Exception):
+    real = load_keyring(settings)
+    stranger = Envelope(replace(real, keks={"kek-1": b"\x01" * 32}, active_kek_id="kek-1"))
+    with db.read() as session, pytest.raises(InvalidTag):
         stranger._key(session, id_a)
 
 
@@ -57,7 +60,7 @@ def test_erasing_an_owner_makes_their_values_unreadable(settings: Settings, db: 
     mine = db.transact(lambda session: envelope.seal(session, "cus_x", "t.c.cus_x", "secret"))
     theirs = db.transact(lambda session: envelope.seal(session, "cus_y", "t.c.cus_y", "other"))
     assert db.transact(lambda session: envelope.erase(session, "cus_x")) == 1
-    fresh = Envelope(kek=load_keyring(settings).kek, index_key=load_keyring(settings).index_key)
+    fresh = Envelope(load_keyring(settings))
     with db.read() as session:
         assert envelope.open(session, "t.c.cus_x", mine) == ERASED
         assert fresh.open(session, "t.c.cus_x", mine) == ERASED  # no cache brings it back
@@ -82,5 +85,5 @@ def test_the_keyring_is_private_and_stable(settings: Settings) -> None:
     path = keyring_path(settings)
     assert path.stat().st_mode & 0o777 == 0o600
     stored = json.loads(path.read_text())
-    assert set(stored) >= {"kek", "index_key", "signing"}
-    assert load_keyring(settings).kek == first.kek
+    assert set(stored) >= {"keks", "active_kek", "index_key", "signing"}
+    assert load_keyring(settings).kek("kek-1") == first.kek("kek-1")

@@ -30,7 +30,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from payguard import clock, ids
-from payguard.crypto.keyring import load_keyring
+from payguard.crypto.keyring import Keyring, load_keyring
 from payguard.crypto.models import DataKey
 from payguard.settings import Settings
 
@@ -49,36 +49,47 @@ class KeyDestroyed(Exception):
 class Envelope:
     """Seals and opens fields with per-owner keys; unwrapped keys are cached per process."""
 
-    kek: bytes
-    index_key: bytes
+    keyring: Keyring
+
+    @property
+    def index_key(self) -> bytes:
+        return self.keyring.index_key
 
     def __post_init__(self) -> None:
         self._plain_keys: dict[str, bytes] = {}
         # Active key of each platform owner (evidence, outbox): those are never erased, so
         # the payment path need not look the key up on every payment.
-        self._platform_keys: dict[str, tuple[float, str, bytes]] = {}
+        # Keyed by database too: one keyring may serve several databases (tests, tools),
+        # and a key id belongs to the database that stores its wrapped key.
+        self._platform_keys: dict[tuple[str, str], tuple[float, str, bytes]] = {}
 
     # ------------------------------------------------------------ keys
 
-    def _wrap(self, key: bytes, key_id: str) -> str:
+    def _wrap(self, key: bytes, key_id: str) -> tuple[str, str]:
+        """``key`` wrapped under the active KEK; returns (wrapped, KEK id)."""
+        kek_id = self.keyring.active_kek_id
         nonce = os.urandom(12)
-        wrapped = AESGCM(self.kek).encrypt(nonce, key, f"dek:{key_id}".encode())
-        return base64.b64encode(nonce + wrapped).decode()
+        wrapped = AESGCM(self.keyring.kek(kek_id)).encrypt(nonce, key, f"dek:{key_id}".encode())
+        return base64.b64encode(nonce + wrapped).decode(), kek_id
 
-    def _unwrap(self, wrapped: str, key_id: str) -> bytes:
-        raw = base64.b64decode(wrapped)
-        return AESGCM(self.kek).decrypt(raw[:12], raw[12:], f"dek:{key_id}".encode())
+    def _unwrap(self, row: DataKey) -> bytes:
+        assert row.wrapped is not None
+        raw = base64.b64decode(row.wrapped)
+        kek = self.keyring.kek(row.kek_id)
+        return AESGCM(kek).decrypt(raw[:12], raw[12:], f"dek:{row.id}".encode())
 
     def key_for(self, session: Session, owner: str) -> tuple[str, bytes]:
         """The owner's active DEK, made on first use."""
-        cached = self._platform_keys.get(owner)
+        bind = session.get_bind()
+        slot = (str(bind.engine.url), owner)
+        cached = self._platform_keys.get(slot)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1], cached[2]
         key_id, key, stored = self._active_key(session, owner)
         # Only a key already committed is cached: a key made in this transaction could
         # still roll back, and values sealed under a key that was never stored are lost.
         if stored and owner.startswith(PLATFORM_OWNER):
-            self._platform_keys[owner] = (time.monotonic() + PLATFORM_KEY_TTL, key_id, key)
+            self._platform_keys[slot] = (time.monotonic() + PLATFORM_KEY_TTL, key_id, key)
         return key_id, key
 
     def _active_key(self, session: Session, owner: str) -> tuple[str, bytes, bool]:
@@ -91,17 +102,22 @@ class Envelope:
         if row is not None and row.wrapped is not None:
             plain = self._plain_keys.get(row.id)
             if plain is None:
-                plain = self._plain_keys[row.id] = self._unwrap(row.wrapped, row.id)
+                plain = self._plain_keys[row.id] = self._unwrap(row)
             return row.id, plain, row.id not in session.info.get(NEW_KEYS, ())
         if session.scalar(select(DataKey.id).where(DataKey.owner == owner)) is not None:
             raise KeyDestroyed(f"the data of {owner} was erased")
+        return (*self._new_key(session, owner, version=1), False)
+
+    def _new_key(self, session: Session, owner: str, *, version: int) -> tuple[str, bytes]:
         key, key_id = AESGCM.generate_key(bit_length=256), ids.new_id("data_key")
+        wrapped, kek_id = self._wrap(key, key_id)
         session.add(
             DataKey(
                 id=key_id,
                 owner=owner,
-                version=1,
-                wrapped=self._wrap(key, key_id),
+                version=version,
+                wrapped=wrapped,
+                kek_id=kek_id,
                 provider="local",
                 created_at=clock.now(),
             )
@@ -109,7 +125,7 @@ class Envelope:
         session.flush()
         self._plain_keys[key_id] = key
         session.info.setdefault(NEW_KEYS, set()).add(key_id)
-        return key_id, key, False
+        return key_id, key
 
     def _key(self, session: Session, key_id: str) -> bytes:
         cached = self._plain_keys.get(key_id)
@@ -120,9 +136,13 @@ class Envelope:
             self._plain_keys.pop(key_id, None)
             raise KeyDestroyed("the key of this value was destroyed")
         if cached is None:
-            cached = self._unwrap(row.wrapped, key_id)
+            cached = self._unwrap(row)
             self._plain_keys[key_id] = cached
         return cached
+
+    def forget_cached_keys(self) -> None:
+        """After a rotation: the next seal looks up each owner's newest key again."""
+        self._platform_keys.clear()
 
     # ------------------------------------------------------------ fields
 
@@ -176,7 +196,7 @@ def envelope_for(settings: Settings) -> Envelope:
     keyring = load_keyring(settings)
     found = _ENVELOPES.get(str(keyring.path))
     if found is None:
-        found = _ENVELOPES[str(keyring.path)] = Envelope(keyring.kek, keyring.index_key)
+        found = _ENVELOPES[str(keyring.path)] = Envelope(keyring)
     return found
 
 

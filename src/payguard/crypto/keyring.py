@@ -15,6 +15,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -73,15 +74,53 @@ def keyring_path(settings: Settings) -> Path:
     return settings.var_dir / KEYRING_NAME
 
 
-@dataclass(frozen=True)
+@dataclass
 class Keyring:
+    """The keys of one keyring file. KEKs are versioned (``kek-1``, ``kek-2``, …): one is
+    active for wrapping, the older ones stay until no data key is wrapped under them."""
+
     signer: Signer
-    kek: bytes  # AES-256: wraps data-encryption keys; never leaves this process
     index_key: bytes  # HMAC-SHA256 key of blind indexes
     path: Path
+    keks: dict[str, bytes]  # AES-256: wrap data-encryption keys; never leave this process
+    active_kek_id: str
+
+    def kek(self, kek_id: str) -> bytes:
+        """The KEK ``kek_id``; the file is re-read once when another process rotated."""
+        if kek_id not in self.keks:
+            self.reload()
+        try:
+            return self.keks[kek_id]
+        except KeyError:
+            raise ValueError(f"the keyring has no key-encryption key {kek_id!r}") from None
+
+    def reload(self) -> None:
+        data = _read(self.path)
+        self.keks = {name: base64.b64decode(value) for name, value in data["keks"].items()}
+        self.active_kek_id = data["active_kek"]
 
 
 _LOADED: dict[Path, Keyring] = {}
+
+
+def _write(path: Path, data: dict[str, object]) -> None:
+    """Replace the file whole (written aside, then renamed), mode 0600."""
+    draft = path.with_name(f".{path.name}.{os.getpid()}")
+    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(json.dumps(data))
+    os.replace(draft, path)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    if "keks" not in data:  # an older keyring: one unversioned KEK, or none yet
+        kek = data.pop("kek", None) or base64.b64encode(os.urandom(32)).decode()
+        data["keks"], data["active_kek"] = {"kek-1": kek}, "kek-1"
+        data.setdefault("index_key", base64.b64encode(os.urandom(32)).decode())
+        data["version"] = 2
+        _write(path, data)
+    return data
 
 
 def load_keyring(settings: Settings) -> Keyring:
@@ -92,26 +131,41 @@ def load_keyring(settings: Settings) -> Keyring:
         return found
     if not path.exists():
         _create(path)
-    data = json.loads(path.read_text())
-    if "kek" not in data:  # a keyring from before envelope encryption: add its keys once
-        data["kek"] = base64.b64encode(os.urandom(32)).decode()
-        data["index_key"] = base64.b64encode(os.urandom(32)).decode()
-        draft = path.with_name(f".{path.name}.{os.getpid()}")
-        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(json.dumps(data))
-        os.replace(draft, path)
+    data = _read(path)
     private = serialization.load_pem_private_key(data["signing"]["private_pem"].encode(), None)
     if not isinstance(private, ed25519.Ed25519PrivateKey):
         raise ValueError(f"{path}: the signing key is not Ed25519")
     keyring = Keyring(
         signer=Signer(private),
-        kek=base64.b64decode(data["kek"]),
         index_key=base64.b64decode(data["index_key"]),
         path=path,
+        keks={name: base64.b64decode(value) for name, value in data["keks"].items()},
+        active_kek_id=data["active_kek"],
     )
     _LOADED[path] = keyring
     return keyring
+
+
+def add_kek(keyring: Keyring) -> str:
+    """Make a new KEK and make it the active one; returns its id (KEK rotation)."""
+    data = _read(keyring.path)
+    number = 1 + max(int(name.split("-")[1]) for name in data["keks"])
+    new_id = f"kek-{number}"
+    data["keks"][new_id] = base64.b64encode(os.urandom(32)).decode()
+    data["active_kek"] = new_id
+    _write(keyring.path, data)
+    keyring.reload()
+    return new_id
+
+
+def drop_kek(keyring: Keyring, kek_id: str) -> None:
+    """Remove a retired KEK from the file (the caller checked nothing uses it)."""
+    data = _read(keyring.path)
+    if kek_id == data["active_kek"]:
+        raise ValueError("the active key-encryption key cannot be dropped")
+    data["keks"].pop(kek_id, None)
+    _write(keyring.path, data)
+    keyring.reload()
 
 
 def load_signer(settings: Settings) -> Signer:
@@ -127,9 +181,10 @@ def _create(path: Path) -> None:
     ).decode()
     document = json.dumps(
         {
-            "version": 1,
+            "version": 2,
             "suite": "standard",
-            "kek": base64.b64encode(os.urandom(32)).decode(),
+            "keks": {"kek-1": base64.b64encode(os.urandom(32)).decode()},
+            "active_kek": "kek-1",
             "index_key": base64.b64encode(os.urandom(32)).decode(),
             "signing": {"algorithm": "ed25519", "private_pem": pem},
         }

@@ -21,6 +21,7 @@ class DataKey(Base):
     owner: Mapped[str] = mapped_column(String(64))  # customer id, or staff:<id>
     version: Mapped[int] = mapped_column(Integer)
     wrapped: Mapped[str | None] = mapped_column(Text)
+    kek_id: Mapped[str] = mapped_column(String(32), server_default="kek-1")  # which KEK wraps it
     provider: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

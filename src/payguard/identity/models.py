@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from payguard.crypto.sealed import register_sealed
 from payguard.db.base import Base, UTCDateTime
 
 
@@ -289,3 +290,11 @@ class ApprovalRequest(Base):
     decision_note: Mapped[str | None] = mapped_column(String(500))
     executed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+# Columns holding values sealed with crypto/envelope.py (for the re-encryption job).
+for _column in ("legal_name", "phone", "email"):
+    register_sealed("customers", _column, "id")
+register_sealed("totp_credentials", "secret", "id")
+register_sealed("sent_messages", "body", "id")
+register_sealed("instruction_evidence", "canonical", "payment_id", binary=True)

@@ -37,6 +37,7 @@ class Permission(StrEnum):
     APPROVALS_READ = "approvals:read"
     STAFF_MANAGE = "staff:manage"
     AUDIT_READ = "audit:read"
+    KEYS_ROTATE = "keys:rotate"  # four-eyes
 
 
 FOUR_EYES = frozenset(
@@ -46,6 +47,7 @@ FOUR_EYES = frozenset(
         Permission.LEDGER_ADJUST,
         Permission.LIMITS_OVERRIDE,
         Permission.PAYOUTS_RELEASE,
+        Permission.KEYS_ROTATE,
     }
 )
 
@@ -91,6 +93,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
             Permission.SETTLEMENT_READ,
             Permission.APPROVALS_READ,
             Permission.AUDIT_READ,
+            Permission.KEYS_ROTATE,
         }
     ),
     # Reads everything that is evidence, changes nothing.

@@ -1,0 +1,23 @@
+"""Which columns hold sealed values: registered next to the models that own them, so the
+re-encryption job can find them without knowing their domains."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SealedColumn:
+    table: str
+    column: str
+    key_column: str  # the row id that is part of the associated data
+    binary: bool = False  # stored as bytes (LargeBinary)
+
+
+SEALED: list[SealedColumn] = []
+
+
+def register_sealed(table: str, column: str, key_column: str, *, binary: bool = False) -> None:
+    entry = SealedColumn(table, column, key_column, binary)
+    if entry not in SEALED:
+        SEALED.append(entry)
