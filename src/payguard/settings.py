@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     step_up_ttl_seconds: int = Field(default=300, ge=30)
     step_up_new_payee_amount: int = Field(default=100_000, ge=0)
 
+    # Cipher suite of keys made from now on: standard (AES-256-GCM, SHA-256, Ed25519) or
+    # gm (SM4-GCM, SM3, SM2). Existing keys keep their suite until rotated.
+    crypto_suite: Literal["standard", "gm"] = "standard"
+
     # Audit log: how often a signed tree head is made (when there is something new).
     audit_head_interval_seconds: int = Field(default=300, ge=1)
 

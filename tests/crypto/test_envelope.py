@@ -7,12 +7,12 @@ import json
 from dataclasses import replace
 
 import pytest
-from cryptography.exceptions import InvalidTag
 from sqlalchemy import select
 
 from payguard.crypto.envelope import ERASED, Envelope, envelope_for
 from payguard.crypto.keyring import keyring_path, load_keyring
 from payguard.crypto.models import DataKey
+from payguard.crypto.suites import DecryptionFailed
 from payguard.db.engine import Database
 from payguard.settings import Settings
 
@@ -51,7 +51,7 @@ def test_each_owner_has_a_key_stored_only_wrapped(settings: Settings, db: Databa
     # Another KEK cannot unwrap them.
     real = load_keyring(settings)
     stranger = Envelope(replace(real, keks={"kek-1": b"\x01" * 32}, active_kek_id="kek-1"))
-    with db.read() as session, pytest.raises(InvalidTag):
+    with db.read() as session, pytest.raises(DecryptionFailed):
         stranger._key(session, id_a)
 
 
@@ -87,3 +87,26 @@ def test_the_keyring_is_private_and_stable(settings: Settings) -> None:
     stored = json.loads(path.read_text())
     assert set(stored) >= {"keks", "active_kek", "index_key", "signing"}
     assert load_keyring(settings).kek("kek-1") == first.kek("kek-1")
+
+
+def test_the_gm_suite_seals_with_sm4_and_a_rotation_moves_data_over(
+    settings: Settings, db: Database
+) -> None:
+    from payguard.crypto import rotation
+
+    standard = envelope_for(settings)
+    old = db.transact(lambda session: standard.seal(session, "cus_g", "t.c.cus_g", "13800"))
+    gm_settings = settings.model_copy(update={"crypto_suite": "gm"})
+    gm = envelope_for(gm_settings)
+    assert gm.suite_name == "gm"
+    with db.read() as session:
+        assert gm.open(session, "t.c.cus_g", old) == "13800"  # old keys keep their suite
+    assert db.transact(lambda session: rotation.rotate_data_keys(session, gm, "customers")) == 1
+    with db.read() as session:
+        suites = dict(session.execute(select(DataKey.version, DataKey.suite)).all())
+    assert suites == {1: "standard", 2: "gm"}
+    fresh = db.transact(lambda session: gm.seal(session, "cus_g", "t.c.cus_g", "13900"))
+    with db.read() as session:
+        assert gm.open(session, "t.c.cus_g", fresh) == "13900"
+        newest = session.scalar(select(DataKey).where(DataKey.version == 2))
+        assert newest is not None and len(gm._unwrap(newest)) == 16  # an SM4 key

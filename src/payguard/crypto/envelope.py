@@ -2,7 +2,8 @@
 
 Each owner (a customer, or a staff member as ``staff:<id>``) has its own data-encryption
 key (DEK, AES-256), stored only wrapped by the key-encryption key (KEK) of the key
-provider. A field is sealed as ``pg1.<dek id>.<base64 nonce ‖ AES-256-GCM ciphertext>``
+provider. A field is sealed as ``pg1.<dek id>.<base64 nonce ‖ AES-256-GCM or SM4-GCM ciphertext>``
+(the suite of ``PAYGUARD_CRYPTO_SUITE`` when the key was made)
 with associated data ``<table>.<column>.<row id>``: moved to another row or column, a
 ciphertext no longer decrypts.
 
@@ -24,14 +25,13 @@ import os
 import time
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from payguard import clock, ids
 from payguard.crypto.keyring import Keyring, load_keyring
 from payguard.crypto.models import DataKey
+from payguard.crypto.suites import DecryptionFailed, Suite, suite
 from payguard.settings import Settings
 
 PREFIX = "pg1"
@@ -50,6 +50,7 @@ class Envelope:
     """Seals and opens fields with per-owner keys; unwrapped keys are cached per process."""
 
     keyring: Keyring
+    suite_name: str = "standard"  # the suite of keys made from now on
 
     @property
     def index_key(self) -> bytes:
@@ -65,18 +66,21 @@ class Envelope:
 
     # ------------------------------------------------------------ keys
 
-    def _wrap(self, key: bytes, key_id: str) -> tuple[str, str]:
-        """``key`` wrapped under the active KEK; returns (wrapped, KEK id)."""
+    def _wrap(self, key: bytes, key_id: str, suite_name: str) -> tuple[str, str]:
+        """``key`` wrapped under the active KEK with ``suite_name``; returns (wrapped, KEK id)."""
         kek_id = self.keyring.active_kek_id
+        cipher = suite(suite_name)
         nonce = os.urandom(12)
-        wrapped = AESGCM(self.keyring.kek(kek_id)).encrypt(nonce, key, f"dek:{key_id}".encode())
+        wrapping_key = cipher.kek_for(self.keyring.kek(kek_id))
+        wrapped = cipher.encrypt(wrapping_key, nonce, key, f"dek:{key_id}".encode())
         return base64.b64encode(nonce + wrapped).decode(), kek_id
 
     def _unwrap(self, row: DataKey) -> bytes:
         assert row.wrapped is not None
         raw = base64.b64decode(row.wrapped)
-        kek = self.keyring.kek(row.kek_id)
-        return AESGCM(kek).decrypt(raw[:12], raw[12:], f"dek:{row.id}".encode())
+        cipher = suite(row.suite)
+        wrapping_key = cipher.kek_for(self.keyring.kek(row.kek_id))
+        return cipher.decrypt(wrapping_key, raw[:12], raw[12:], f"dek:{row.id}".encode())
 
     def key_for(self, session: Session, owner: str) -> tuple[str, bytes]:
         """The owner's active DEK, made on first use."""
@@ -109,8 +113,9 @@ class Envelope:
         return (*self._new_key(session, owner, version=1), False)
 
     def _new_key(self, session: Session, owner: str, *, version: int) -> tuple[str, bytes]:
-        key, key_id = AESGCM.generate_key(bit_length=256), ids.new_id("data_key")
-        wrapped, kek_id = self._wrap(key, key_id)
+        cipher = suite(self.suite_name)
+        key, key_id = cipher.new_data_key(), ids.new_id("data_key")
+        wrapped, kek_id = self._wrap(key, key_id, cipher.name)
         session.add(
             DataKey(
                 id=key_id,
@@ -118,6 +123,7 @@ class Envelope:
                 version=version,
                 wrapped=wrapped,
                 kek_id=kek_id,
+                suite=cipher.name,
                 provider="local",
                 created_at=clock.now(),
             )
@@ -150,7 +156,7 @@ class Envelope:
         """``where`` is ``table.column.row_id``: the associated data of the ciphertext."""
         key_id, key = self.key_for(session, owner)
         nonce = os.urandom(12)
-        sealed = AESGCM(key).encrypt(nonce, plaintext.encode(), where.encode())
+        sealed = _cipher_of(key).encrypt(key, nonce, plaintext.encode(), where.encode())
         return f"{PREFIX}.{key_id}.{base64.b64encode(nonce + sealed).decode()}"
 
     def open(self, session: Session, where: str, sealed: str) -> str:
@@ -167,8 +173,8 @@ class Envelope:
         except KeyDestroyed:
             return ERASED
         try:
-            return AESGCM(key).decrypt(raw[:12], raw[12:], where.encode()).decode()
-        except InvalidTag as error:
+            return _cipher_of(key).decrypt(key, raw[:12], raw[12:], where.encode()).decode()
+        except DecryptionFailed as error:
             raise ValueError(f"the sealed value does not belong to {where}") from error
 
     def blind_index(self, kind: str, value: str) -> str:
@@ -194,10 +200,16 @@ _ENVELOPES: dict[str, Envelope] = {}
 def envelope_for(settings: Settings) -> Envelope:
     """The envelope of this installation's keyring (one per keyring file and process)."""
     keyring = load_keyring(settings)
-    found = _ENVELOPES.get(str(keyring.path))
+    slot = f"{keyring.path}:{settings.crypto_suite}"
+    found = _ENVELOPES.get(slot)
     if found is None:
-        found = _ENVELOPES[str(keyring.path)] = Envelope(keyring)
+        found = _ENVELOPES[slot] = Envelope(keyring, settings.crypto_suite)
     return found
+
+
+def _cipher_of(key: bytes) -> Suite:
+    """The suite of a data key, from its length: 32 bytes AES-256, 16 bytes SM4."""
+    return suite("gm" if len(key) == 16 else "standard")
 
 
 def is_sealed(value: str | None) -> bool:

@@ -22,6 +22,7 @@ class DataKey(Base):
     version: Mapped[int] = mapped_column(Integer)
     wrapped: Mapped[str | None] = mapped_column(Text)
     kek_id: Mapped[str] = mapped_column(String(32), server_default="kek-1")  # which KEK wraps it
+    suite: Mapped[str] = mapped_column(String(16), server_default="standard")
     provider: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -191,7 +191,7 @@ def rotate_kek(session: Session, envelope: Envelope) -> tuple[str, int]:
         select(DataKey).where(DataKey.wrapped.is_not(None), DataKey.kek_id != new_id)
     ):
         key = envelope._unwrap(row)
-        row.wrapped, row.kek_id = envelope._wrap(key, row.id)
+        row.wrapped, row.kek_id = envelope._wrap(key, row.id, row.suite)
         rewrapped += 1
     session.flush()
     return new_id, rewrapped
