@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from payguard.crypto.keyring import Signer
+from payguard.crypto.keyring import AnySigner
 from payguard.db.engine import Database
 from payguard.errors import (
     PROBLEM_BASE,
@@ -45,7 +45,7 @@ class Services:
     db: Database
     payments: PaymentService
     approvals: ActionCatalogue
-    signer: Signer
+    signer: AnySigner
 
 
 async def services(request: Request) -> Services:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from payguard.audit import service as audit
 from payguard.crypto.keyring import keyring_path, load_signer
 from payguard.db.engine import Database
+from payguard.errors import Conflict
 from payguard.settings import Settings
 from tests.factories import PASSWORD, register, staff_auth, top_up
 
@@ -326,3 +327,39 @@ def test_the_cli_verifies_and_reports_tampering(
         assert "(leaf 7): content does not match its hash" in bad.output
     finally:
         get_settings.cache_clear()
+
+
+def test_a_gm_suite_log_hashes_with_sm3_and_signs_with_sm2(
+    settings: Settings, db: Database, backend: str
+) -> None:
+    gm = settings.model_copy(update={"crypto_suite": "gm"})
+    signer = load_signer(gm)
+    assert signer.suite == "gm" and "SM2 PUBLIC KEY" in signer.public_pem
+    make_records(db, 5)
+    made = db.transact(lambda session: audit.make_tree_head(session, signer))
+    assert made is not None and made.suite == "gm"
+    with db.read() as session:
+        leaves = [
+            bytes.fromhex(value)
+            for (value,) in session.execute(
+                text("SELECT leaf_hash FROM audit_records ORDER BY leaf_index")
+            )
+        ]
+        first = session.get(audit.AuditRecord, _seq_of_leaf(db, 0))
+        assert first is not None
+        sm3_leaf = audit.merkle.leaf_hash(audit.leaf_bytes(first, 0), audit.digest_of("gm"))
+    assert leaves[0] == sm3_leaf
+    assert made.root_hash == audit.merkle.root(leaves, audit.digest_of("gm")).hex()
+    with db.read() as session:
+        report = audit.verify(session, signer.public_pem)
+        proof = audit.inclusion(session, _seq_of_leaf(db, 2), 5)
+    assert report.ok and report.heads_checked == 1
+    assert audit.check_proof(proof, signer.public_pem) == []
+    # The log keeps its suite for life: the standard key may not sign its heads.
+    make_records(db, 2, start=5)
+    with pytest.raises(Conflict):
+        db.transact(lambda session: audit.make_tree_head(session, load_signer(settings)))
+    tamper(db, backend, "UPDATE audit_records SET actor = 'x' WHERE leaf_index = 3")
+    with db.read() as session:
+        broken = audit.verify(session, signer.public_pem)
+    assert any("(leaf 3)" in problem for problem in broken.bad_records)

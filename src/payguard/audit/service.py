@@ -30,8 +30,9 @@ from sqlalchemy.orm import Session
 from payguard import clock
 from payguard.audit import merkle
 from payguard.audit.models import AuditRecord, AuditTreeHead
-from payguard.crypto.keyring import Signer, verify_signature
-from payguard.errors import NotFound, ValidationProblem
+from payguard.crypto.keyring import AnySigner, verify_signature
+from payguard.crypto.suites import suite as cipher_suite
+from payguard.errors import Conflict, NotFound, ValidationProblem
 
 HEAD_CONTEXT = b"payguard-audit-tree-head-v1"
 SEAL_BATCH = 50_000
@@ -87,7 +88,18 @@ def _lock(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(727172)"))
 
 
-def seal(session: Session, limit: int = SEAL_BATCH) -> int:
+def digest_of(suite_name: str) -> merkle.HashFunction:
+    """The tree's hash function: SHA-256 (standard) or SM3 (gm)."""
+    return cipher_suite(suite_name).hash
+
+
+def log_suite(session: Session, default: str) -> str:
+    """A log keeps the suite of its first tree head for life; ``default`` before that."""
+    first = session.scalar(select(AuditTreeHead.suite).order_by(AuditTreeHead.size).limit(1))
+    return first or default
+
+
+def seal(session: Session, digest: merkle.HashFunction, limit: int = SEAL_BATCH) -> int:
     """Number the unsealed records and store their leaf hashes; returns how many."""
     _lock(session)
     size = sealed_size(session)
@@ -106,7 +118,7 @@ def seal(session: Session, limit: int = SEAL_BATCH) -> int:
                 {
                     "the_seq": row.seq,
                     "the_index": size + offset,
-                    "the_hash": merkle.leaf_hash(leaf_bytes(row, size + offset)).hex(),
+                    "the_hash": merkle.leaf_hash(leaf_bytes(row, size + offset), digest).hex(),
                 }
                 for offset, row in enumerate(rows)
             ],
@@ -153,22 +165,29 @@ def _head(row: AuditTreeHead) -> TreeHead:
     return TreeHead(row.size, row.root_hash, row.made_at, row.suite, row.key_id, row.signature)
 
 
-def _frontier_of(row: AuditTreeHead | None) -> merkle.Frontier:
-    frontier = merkle.Frontier()
+def _frontier_of(row: AuditTreeHead | None, digest: merkle.HashFunction) -> merkle.Frontier:
+    frontier = merkle.Frontier(digest)
     if row is not None:
         frontier.restore(row.size, [(int(h), bytes.fromhex(v)) for h, v in row.frontier])
     return frontier
 
 
-def make_tree_head(session: Session, signer: Signer) -> TreeHead | None:
+def make_tree_head(session: Session, signer: AnySigner) -> TreeHead | None:
     """Seal what is new and sign a head over the whole tree; None when nothing is new."""
-    while seal(session) == SEAL_BATCH:
+    suite_name = log_suite(session, signer.suite)
+    if suite_name != signer.suite:
+        raise Conflict(
+            f"this audit log uses the {suite_name} suite for life; "
+            f"its heads cannot be signed with a {signer.suite} key"
+        )
+    digest = digest_of(suite_name)
+    while seal(session, digest) == SEAL_BATCH:
         pass
     latest = session.scalar(select(AuditTreeHead).order_by(AuditTreeHead.size.desc()).limit(1))
     size = sealed_size(session)
     if size == 0 or (latest is not None and latest.size == size):
         return None
-    frontier = _frontier_of(latest)
+    frontier = _frontier_of(latest, digest)
     start = latest.size if latest is not None else 0
     for (leaf,) in session.execute(
         select(AuditRecord.leaf_hash)
@@ -183,7 +202,7 @@ def make_tree_head(session: Session, signer: Signer) -> TreeHead | None:
         size=size,
         root_hash=root,
         made_at=made_at,
-        suite=signer.suite,
+        suite=suite_name,
         key_id=signer.key_id,
         signature=signature,
         frontier=[[height, value.hex()] for height, value in frontier.nodes()],
@@ -228,7 +247,8 @@ def inclusion(session: Session, seq: int, tree_size: int) -> dict[str, Any]:
         raise NotFound(f"no sealed audit record {seq}")
     if row.leaf_index >= tree_size:
         raise ValidationProblem(f"record {seq} was sealed after the tree of size {tree_size}")
-    proof = merkle.inclusion_proof(row.leaf_index, _leaves(session, tree_size))
+    digest = digest_of(head.suite)
+    proof = merkle.inclusion_proof(row.leaf_index, _leaves(session, tree_size), digest)
     return {
         "kind": "inclusion",
         "seq": seq,
@@ -245,7 +265,7 @@ def consistency(session: Session, first: int, second: int) -> dict[str, Any]:
     if not 0 < first <= second:
         raise ValidationProblem("first and second: 0 < first ≤ second")
     older, newer = _head_at(session, first), _head_at(session, second)
-    proof = merkle.consistency_proof(first, _leaves(session, second))
+    proof = merkle.consistency_proof(first, _leaves(session, second), digest_of(newer.suite))
     return {
         "kind": "consistency",
         "first": older.as_dict(),
@@ -284,7 +304,8 @@ def verify(
             report.bad_heads.append(f"tree head of size {head.size}: the signature is not valid")
     pending = [h for h in signed]
     total = sealed_size(session)
-    frontier = merkle.Frontier()
+    digest = digest_of(signed[0].suite if signed else "standard")
+    frontier = merkle.Frontier(digest)
     expected = 0
     last_good = 0
     for row in _sealed_rows(session, batch):
@@ -293,7 +314,7 @@ def verify(
             report.bad_records.append(f"leaf {expected}: missing (deleted record)")
             frontier.append(b"\x00" * 32)  # keep positions; the heads will fail too
             expected += 1
-        computed = merkle.leaf_hash(leaf_bytes(row, row.leaf_index))
+        computed = merkle.leaf_hash(leaf_bytes(row, row.leaf_index), digest)
         if row.leaf_hash != computed.hex():
             report.bad_records.append(
                 f"record seq {row.seq} (leaf {row.leaf_index}): content does not match its hash"
@@ -362,7 +383,8 @@ def check_proof(document: dict[str, Any], public_pem: str) -> list[str]:
         record_bytes = json.dumps(
             document["record"], sort_keys=True, separators=(",", ":"), ensure_ascii=False
         ).encode()
-        leaf = merkle.leaf_hash(record_bytes)
+        digest = digest_of(head.get("suite", "standard"))
+        leaf = merkle.leaf_hash(record_bytes, digest)
         if leaf.hex() != document["leaf_hash"]:
             problems.append("the record does not hash to the leaf hash")
         if not merkle.verify_inclusion(
@@ -371,6 +393,7 @@ def check_proof(document: dict[str, Any], public_pem: str) -> list[str]:
             leaf,
             proof,
             bytes.fromhex(head["root_hash"]),
+            digest,
         ):
             problems.append("the inclusion proof does not lead to the signed root")
     else:
@@ -381,6 +404,7 @@ def check_proof(document: dict[str, Any], public_pem: str) -> list[str]:
             bytes.fromhex(first["root_hash"]),
             bytes.fromhex(second["root_hash"]),
             proof,
+            digest_of(second.get("suite", "standard")),
         ):
             problems.append("the consistency proof does not join the two signed roots")
     return problems

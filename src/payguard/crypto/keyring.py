@@ -21,6 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from payguard.crypto.suites import sm2_keypair, sm2_sign, sm2_verify
 from payguard.settings import Settings
 
 KEYRING_NAME = "keyring.json"
@@ -58,8 +59,39 @@ class Signer:
         return self.private_key.sign(message)
 
 
+SM2_PEM = "SM2 PUBLIC KEY"
+
+
+@dataclass(frozen=True)
+class Sm2Signer:
+    """The ``gm`` suite's signing key: SM2 with SM3 on the recommended curve."""
+
+    private: bytes
+    public: bytes  # x ‖ y, 64 bytes
+    suite: str = "gm"
+
+    @property
+    def public_pem(self) -> str:
+        body = base64.encodebytes(b"\x04" + self.public).decode()
+        return f"-----BEGIN {SM2_PEM}-----\n{body}-----END {SM2_PEM}-----\n"
+
+    @property
+    def key_id(self) -> str:
+        return hashlib.sha256(self.public).hexdigest()[:16]
+
+    def sign(self, message: bytes) -> bytes:
+        return sm2_sign(self.private, self.public, message)
+
+
+AnySigner = Signer | Sm2Signer
+
+
 def verify_signature(public_pem: str, signature: bytes, message: bytes) -> bool:
     """Check a signature with the public key alone (what an outside auditor has)."""
+    if SM2_PEM in public_pem:
+        body = "".join(line for line in public_pem.splitlines() if "-----" not in line)
+        public_point = base64.b64decode(body)
+        return len(public_point) == 65 and sm2_verify(public_point[1:], signature, message)
     public = serialization.load_pem_public_key(public_pem.encode())
     if not isinstance(public, ed25519.Ed25519PublicKey):
         return False
@@ -80,6 +112,7 @@ class Keyring:
     active for wrapping, the older ones stay until no data key is wrapped under them."""
 
     signer: Signer
+    sm2_signer: Sm2Signer
     index_key: bytes  # HMAC-SHA256 key of blind indexes
     path: Path
     keks: dict[str, bytes]  # AES-256: wrap data-encryption keys; never leave this process
@@ -120,7 +153,15 @@ def _read(path: Path) -> dict[str, Any]:
         data.setdefault("index_key", base64.b64encode(os.urandom(32)).decode())
         data["version"] = 2
         _write(path, data)
+    if "signing_sm2" not in data:  # a keyring from before the gm suite
+        data["signing_sm2"] = _new_sm2()
+        _write(path, data)
     return data
+
+
+def _new_sm2() -> dict[str, str]:
+    private, public = sm2_keypair()
+    return {"private": private.hex(), "public": public.hex()}
 
 
 def load_keyring(settings: Settings) -> Keyring:
@@ -137,6 +178,10 @@ def load_keyring(settings: Settings) -> Keyring:
         raise ValueError(f"{path}: the signing key is not Ed25519")
     keyring = Keyring(
         signer=Signer(private),
+        sm2_signer=Sm2Signer(
+            bytes.fromhex(data["signing_sm2"]["private"]),
+            bytes.fromhex(data["signing_sm2"]["public"]),
+        ),
         index_key=base64.b64decode(data["index_key"]),
         path=path,
         keks={name: base64.b64decode(value) for name, value in data["keks"].items()},
@@ -168,9 +213,10 @@ def drop_kek(keyring: Keyring, kek_id: str) -> None:
     keyring.reload()
 
 
-def load_signer(settings: Settings) -> Signer:
-    """The platform signing key, creating the keyring on first use."""
-    return load_keyring(settings).signer
+def load_signer(settings: Settings) -> AnySigner:
+    """The platform signing key of the configured suite, creating the keyring on first use."""
+    keyring = load_keyring(settings)
+    return keyring.sm2_signer if settings.crypto_suite == "gm" else keyring.signer
 
 
 def _create(path: Path) -> None:
@@ -187,6 +233,7 @@ def _create(path: Path) -> None:
             "active_kek": "kek-1",
             "index_key": base64.b64encode(os.urandom(32)).decode(),
             "signing": {"algorithm": "ed25519", "private_pem": pem},
+            "signing_sm2": _new_sm2(),
         }
     )
     # Written whole under a private name, then linked into place: the link fails if
