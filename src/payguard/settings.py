@@ -109,6 +109,11 @@ class Settings(BaseSettings):
     # Cipher suite of keys made from now on: standard (AES-256-GCM, SHA-256, Ed25519) or
     # gm (SM4-GCM, SM3, SM2). Existing keys keep their suite until rotated.
     crypto_suite: Literal["standard", "gm"] = "standard"
+    # Who holds the KEK: the local keyring file, or an HSM through PKCS#11.
+    key_provider: Literal["local", "pkcs11"] = "local"
+    pkcs11_library: str = "/usr/lib/softhsm/libsofthsm2.so"
+    pkcs11_token_label: str = "payguard"  # noqa: S105 - a token name, not a secret
+    pkcs11_pin: SecretStr | None = None
 
     # Audit log: how often a signed tree head is made (when there is something new).
     audit_head_interval_seconds: int = Field(default=300, ge=1)

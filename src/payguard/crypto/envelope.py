@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from payguard import clock, ids
 from payguard.crypto.keyring import Keyring, load_keyring
 from payguard.crypto.models import DataKey
+from payguard.crypto.pkcs11 import Pkcs11Kek, hsm_for
 from payguard.crypto.suites import DecryptionFailed, Suite, suite
 from payguard.settings import Settings
 
@@ -51,6 +52,7 @@ class Envelope:
 
     keyring: Keyring
     suite_name: str = "standard"  # the suite of keys made from now on
+    hsm: Pkcs11Kek | None = None  # when set, new data keys are wrapped inside the HSM
 
     @property
     def index_key(self) -> bytes:
@@ -66,8 +68,20 @@ class Envelope:
 
     # ------------------------------------------------------------ keys
 
+    @property
+    def provider(self) -> str:
+        return "pkcs11" if self.hsm is not None else "local"
+
+    @property
+    def active_kek_id(self) -> str:
+        return self.hsm.active_kek_id if self.hsm is not None else self.keyring.active_kek_id
+
     def _wrap(self, key: bytes, key_id: str, suite_name: str) -> tuple[str, str]:
-        """``key`` wrapped under the active KEK with ``suite_name``; returns (wrapped, KEK id)."""
+        """``key`` wrapped under the active KEK; returns (wrapped, KEK id). With an HSM the
+        wrapping happens inside it (AES-256-GCM); locally with the suite's cipher."""
+        if self.hsm is not None:
+            wrapped_in_hsm, hsm_kek = self.hsm.wrap(key, f"dek:{key_id}".encode())
+            return base64.b64encode(wrapped_in_hsm).decode(), hsm_kek
         kek_id = self.keyring.active_kek_id
         cipher = suite(suite_name)
         nonce = os.urandom(12)
@@ -78,6 +92,12 @@ class Envelope:
     def _unwrap(self, row: DataKey) -> bytes:
         assert row.wrapped is not None
         raw = base64.b64decode(row.wrapped)
+        if row.provider == "pkcs11":
+            if self.hsm is None:
+                raise ValueError(
+                    "this data key is wrapped in the HSM; configure the pkcs11 provider"
+                )
+            return self.hsm.unwrap(raw, f"dek:{row.id}".encode(), row.kek_id)
         cipher = suite(row.suite)
         wrapping_key = cipher.kek_for(self.keyring.kek(row.kek_id))
         return cipher.decrypt(wrapping_key, raw[:12], raw[12:], f"dek:{row.id}".encode())
@@ -124,7 +144,7 @@ class Envelope:
                 wrapped=wrapped,
                 kek_id=kek_id,
                 suite=cipher.name,
-                provider="local",
+                provider=self.provider,
                 created_at=clock.now(),
             )
         )
@@ -200,10 +220,11 @@ _ENVELOPES: dict[str, Envelope] = {}
 def envelope_for(settings: Settings) -> Envelope:
     """The envelope of this installation's keyring (one per keyring file and process)."""
     keyring = load_keyring(settings)
-    slot = f"{keyring.path}:{settings.crypto_suite}"
+    slot = f"{keyring.path}:{settings.crypto_suite}:{settings.key_provider}"
     found = _ENVELOPES.get(slot)
     if found is None:
-        found = _ENVELOPES[slot] = Envelope(keyring, settings.crypto_suite)
+        hsm = hsm_for(settings) if settings.key_provider == "pkcs11" else None
+        found = _ENVELOPES[slot] = Envelope(keyring, settings.crypto_suite, hsm)
     return found
 
 

@@ -185,13 +185,14 @@ def retire_data_keys(session: Session) -> int:
 
 def rotate_kek(session: Session, envelope: Envelope) -> tuple[str, int]:
     """A new active KEK, and every live DEK re-wrapped under it; returns (id, re-wrapped)."""
-    new_id = add_kek(envelope.keyring)
+    new_id = envelope.hsm.rotate() if envelope.hsm is not None else add_kek(envelope.keyring)
     rewrapped = 0
     for row in session.scalars(
         select(DataKey).where(DataKey.wrapped.is_not(None), DataKey.kek_id != new_id)
     ):
         key = envelope._unwrap(row)
         row.wrapped, row.kek_id = envelope._wrap(key, row.id, row.suite)
+        row.provider = envelope.provider  # a rotation also moves local keys into the HSM
         rewrapped += 1
     session.flush()
     return new_id, rewrapped
@@ -201,6 +202,15 @@ def retire_keks(session: Session, envelope: Envelope) -> list[str]:
     """Drop KEKs that wrap no live data key (never the active one)."""
     keyring = envelope.keyring
     keyring.reload()
+    if envelope.hsm is not None:
+        hsm = envelope.hsm
+        used = set(
+            session.scalars(select(DataKey.kek_id).where(DataKey.wrapped.is_not(None)).distinct())
+        )
+        unused = [k for k in hsm.kek_ids() if k != hsm.active_kek_id and k not in used]
+        for kek_id in unused:
+            hsm.drop(kek_id)
+        return unused
     in_use = set(
         session.scalars(select(DataKey.kek_id).where(DataKey.wrapped.is_not(None)).distinct())
     )
@@ -225,9 +235,11 @@ def status(session: Session, envelope: Envelope) -> dict[str, object]:
             .group_by(DataKey.kek_id)
         )
     }
+    known = envelope.hsm.kek_ids() if envelope.hsm is not None else sorted(keyring.keks)
     return {
-        "active_kek": keyring.active_kek_id,
-        "keks": {kek_id: by_kek.get(kek_id, 0) for kek_id in sorted(keyring.keks)},
+        "provider": envelope.provider,
+        "active_kek": envelope.active_kek_id,
+        "keks": {kek_id: by_kek.get(kek_id, 0) for kek_id in known},
         "live_data_keys": sum(by_kek.values()),
         "destroyed_data_keys": session.scalar(
             select(func.count()).where(DataKey.wrapped.is_(None))
