@@ -154,6 +154,9 @@ def _sweeper(services: web.Services, stop: threading.Event, interval: float) -> 
                 )
                 if head is not None:
                     log.info("audit_tree_head", size=head.size)
+                    webhook = services.settings.audit_head_webhook
+                    if webhook and not audit.publish_head(webhook, head):
+                        log.warning("audit_head_webhook_failed", size=head.size)
                 next_head = time.monotonic() + services.settings.audit_head_interval_seconds
         except Exception as error:  # the sweeper must outlive a bad minute of the database
             log.warning("hold_sweeper_failed", error_type=type(error).__name__)

@@ -117,6 +117,8 @@ class Settings(BaseSettings):
 
     # Audit log: how often a signed tree head is made (when there is something new).
     audit_head_interval_seconds: int = Field(default=300, ge=1)
+    # Where each new signed tree head is POSTed (JSON) for a third party to witness.
+    audit_head_webhook: str | None = None
 
     # Four-eyes approval.
     approval_ttl_hours: int = Field(default=24, ge=1)

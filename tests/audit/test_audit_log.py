@@ -363,3 +363,36 @@ def test_a_gm_suite_log_hashes_with_sm3_and_signs_with_sm2(
     with db.read() as session:
         broken = audit.verify(session, signer.public_pem)
     assert any("(leaf 3)" in problem for problem in broken.bad_records)
+
+
+def test_a_tree_head_is_published_to_a_witness(settings: Settings, db: Database) -> None:
+    import http.server
+    import threading
+
+    received: list[dict[str, Any]] = []
+
+    class Witness(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers["Content-Length"])
+            received.append(json.loads(self.rfile.read(length)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Witness)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        make_records(db, 3)
+        made = head(db, settings)
+        url = f"http://127.0.0.1:{server.server_port}/heads"
+        assert audit.publish_head(url, made)
+        assert not audit.publish_head("http://127.0.0.1:9/unreachable", made, timeout=1)
+    finally:
+        server.shutdown()
+    assert received == [made.as_dict()]
+    public_pem = load_signer(settings).public_pem
+    witnessed = {"kind": "consistency", "first": received[0], "second": received[0], "proof": []}
+    assert audit.check_proof(witnessed, public_pem) == []
