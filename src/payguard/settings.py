@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     crypto_suite: Literal["standard", "gm"] = "standard"
     # Who holds the KEK: the local keyring file, or an HSM through PKCS#11.
     key_provider: Literal["local", "pkcs11"] = "local"
+    # Seals the local keyring file (scrypt, AES-256-GCM); without it the file is clear, 0600.
+    keyring_passphrase: SecretStr | None = None
     pkcs11_library: str = "/usr/lib/softhsm/libsofthsm2.so"
     pkcs11_token_label: str = "payguard"  # noqa: S105 - a token name, not a secret
     pkcs11_pin: SecretStr | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -110,3 +111,31 @@ def test_the_gm_suite_seals_with_sm4_and_a_rotation_moves_data_over(
         assert gm.open(session, "t.c.cus_g", fresh) == "13900"
         newest = session.scalar(select(DataKey).where(DataKey.version == 2))
         assert newest is not None and len(gm._unwrap(newest)) == 16  # an SM4 key
+
+
+def test_a_passphrase_seals_the_keyring_file(settings: Settings, tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    from payguard.crypto import keyring as keyring_module
+
+    sealed_settings = settings.model_copy(
+        update={"var_dir": tmp_path / "sealed", "keyring_passphrase": SecretStr("correct horse")}
+    )
+    first = load_keyring(sealed_settings)
+    path = keyring_path(sealed_settings)
+    stored = json.loads(path.read_text())
+    assert stored["sealed"] == "scrypt+aes-256-gcm"
+    assert "keks" not in stored and first.kek("kek-1").hex() not in path.read_text()
+    assert path.stat().st_mode & 0o777 == 0o600
+    # Another process, with the passphrase: the same keys. Without it, or with another: no.
+    keyring_module._LOADED.clear()
+    again = load_keyring(sealed_settings)
+    assert again.kek("kek-1") == first.kek("kek-1")
+    for passphrase in (None, SecretStr("wrong horse")):
+        keyring_module._LOADED.clear()
+        keyring_module._PASSPHRASES.clear()
+        other = sealed_settings.model_copy(update={"keyring_passphrase": passphrase})
+        with pytest.raises(keyring_module.KeyringLocked):
+            load_keyring(other)
+    keyring_module._LOADED.clear()
+    keyring_module._PASSPHRASES.clear()

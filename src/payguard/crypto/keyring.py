@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from payguard.crypto.suites import sm2_keypair, sm2_sign, sm2_verify
 from payguard.settings import Settings
@@ -134,19 +136,72 @@ class Keyring:
 
 
 _LOADED: dict[Path, Keyring] = {}
+_PASSPHRASES: dict[Path, bytes] = {}  # of sealed keyrings, from PAYGUARD_KEYRING_PASSPHRASE
+SEALED_FORMAT = "scrypt+aes-256-gcm"
+
+
+class KeyringLocked(Exception):
+    """The keyring file is sealed and the passphrase is missing or wrong."""
+
+
+def _kdf(passphrase: bytes, salt: bytes) -> bytes:
+    return Scrypt(salt=salt, length=32, n=2**15, r=8, p=1).derive(passphrase)
+
+
+def _seal_document(document: str, passphrase: bytes) -> str:
+    salt, nonce = os.urandom(16), os.urandom(12)
+    sealed = AESGCM(_kdf(passphrase, salt)).encrypt(
+        nonce, document.encode(), SEALED_FORMAT.encode()
+    )
+    return json.dumps(
+        {
+            "sealed": SEALED_FORMAT,
+            "salt": base64.b64encode(salt).decode(),
+            "nonce": base64.b64encode(nonce).decode(),
+            "ciphertext": base64.b64encode(sealed).decode(),
+        }
+    )
+
+
+def _open_document(outer: dict[str, Any], path: Path) -> dict[str, Any]:
+    passphrase = _PASSPHRASES.get(path)
+    if passphrase is None:
+        raise KeyringLocked(f"{path} is sealed: set PAYGUARD_KEYRING_PASSPHRASE")
+    key = _kdf(passphrase, base64.b64decode(outer["salt"]))
+    try:
+        plain = AESGCM(key).decrypt(
+            base64.b64decode(outer["nonce"]),
+            base64.b64decode(outer["ciphertext"]),
+            SEALED_FORMAT.encode(),
+        )
+    except InvalidTag:
+        raise KeyringLocked(f"{path}: the passphrase does not open the keyring") from None
+    opened: dict[str, Any] = json.loads(plain)
+    return opened
+
+
+def _serialise(path: Path, data: dict[str, object]) -> str:
+    passphrase = _PASSPHRASES.get(path)
+    document = json.dumps(data)
+    return _seal_document(document, passphrase) if passphrase else document
 
 
 def _write(path: Path, data: dict[str, object]) -> None:
-    """Replace the file whole (written aside, then renamed), mode 0600."""
+    """Replace the file whole (written aside, then renamed), mode 0600; sealed with the
+    passphrase when one is configured."""
     draft = path.with_name(f".{path.name}.{os.getpid()}")
     descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
-        handle.write(json.dumps(data))
+        handle.write(_serialise(path, data))
     os.replace(draft, path)
 
 
 def _read(path: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(path.read_text())
+    if "sealed" in data:
+        data = _open_document(data, path)
+    elif path in _PASSPHRASES:  # a passphrase was configured for a clear keyring: seal it
+        _write(path, data)
     if "keks" not in data:  # an older keyring: one unversioned KEK, or none yet
         kek = data.pop("kek", None) or base64.b64encode(os.urandom(32)).decode()
         data["keks"], data["active_kek"] = {"kek-1": kek}, "kek-1"
@@ -170,6 +225,8 @@ def load_keyring(settings: Settings) -> Keyring:
     found = _LOADED.get(path)
     if found is not None:
         return found
+    if settings.keyring_passphrase is not None:
+        _PASSPHRASES[path] = settings.keyring_passphrase.get_secret_value().encode()
     if not path.exists():
         _create(path)
     data = _read(path)
@@ -225,7 +282,8 @@ def _create(path: Path) -> None:
     pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    document = json.dumps(
+    document = _serialise(
+        path.resolve(),
         {
             "version": 2,
             "suite": "standard",
@@ -234,7 +292,7 @@ def _create(path: Path) -> None:
             "index_key": base64.b64encode(os.urandom(32)).decode(),
             "signing": {"algorithm": "ed25519", "private_pem": pem},
             "signing_sm2": _new_sm2(),
-        }
+        },
     )
     # Written whole under a private name, then linked into place: the link fails if
     # another process won, and nobody ever reads a half-written keyring.
