@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -24,6 +25,7 @@ runner = CliRunner()
 def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     database = tmp_path / "var" / "payguard.db"
     monkeypatch.setenv("PAYGUARD_DATABASE_URL", f"sqlite:///{database}")
+    monkeypatch.setenv("PAYGUARD_VAR_DIR", str(tmp_path / "var"))  # the keyring lives here
     monkeypatch.setenv("PAYGUARD_ARGON2_TIME_COST", "1")
     monkeypatch.setenv("PAYGUARD_ARGON2_MEMORY_KIB", "64")
     monkeypatch.setenv("PAYGUARD_ARGON2_PARALLELISM", "1")
@@ -160,3 +162,26 @@ def test_bad_settings_are_one_line_naming_the_variable(cli_env: Path) -> None:
         assert result.returncode == 2, result.stderr
         assert expected in result.stderr
         assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_key_rotation_from_the_command_line_takes_two_people(cli_env: Path) -> None:
+    invoke("db", "upgrade")
+    invoke("demo", "seed")
+    before = json.loads(invoke("keys", "status"))
+    asked = invoke(
+        "keys", "rotate", "--purpose", "kek", "--reason", "custodian change",
+        "--as", DEMO_STAFF, "--otp", invoke("demo", "code").strip(),
+    )  # fmt: skip
+    approval_id = re.search(r"(apr_\w+)", asked).group(1)  # type: ignore[union-attr]
+    created = invoke("staff", "create", "keykeeper", "--role", "compliance")
+    secret = re.search(r"secret=([A-Z2-7]+)", created).group(1)  # type: ignore[union-attr]
+    done = invoke(
+        "approvals", "approve", approval_id, "--as", "keykeeper",
+        "--otp", totp.code_at(secret, clock.now()),
+    )  # fmt: skip
+    assert "executed" in done
+    after = json.loads(invoke("keys", "status"))
+    assert before["active_kek"] == "kek-1" and after["active_kek"] == "kek-2"
+    assert after["keks"]["kek-1"] == 0
+    assert "dropped KEK(s): kek-1" in invoke("keys", "retire")
+    assert "ledger invariants hold" in invoke("ledger", "check")

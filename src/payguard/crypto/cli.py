@@ -37,7 +37,9 @@ def status() -> None:
 
 @keys_app.command("rotate")
 def rotate(
-    target: Annotated[str, typer.Argument(help="kek, customers, staff, evidence or outbox")],
+    purpose: Annotated[
+        str, typer.Option("--purpose", help="kek, customers, staff, evidence or outbox")
+    ],
     reason: Annotated[str, typer.Option(help="Why (the approver reads it)")],
     acting: Annotated[str, typer.Option("--as", help="Your staff username")],
     otp: Annotated[str, typer.Option("--otp", help="Your current TOTP code")],
@@ -45,7 +47,7 @@ def rotate(
     """Ask for a rotation; a second staff member approves it (four-eyes)."""
     from payguard.identity.cli import request
 
-    request("keys.rotate", target, reason=reason, acting=acting, otp=otp, param=None)
+    request("keys.rotate", purpose, reason=reason, acting=acting, otp=otp, param=None)
 
 
 @keys_app.command("reencrypt")

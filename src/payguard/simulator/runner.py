@@ -32,6 +32,7 @@ def simulate_in_process(
         # Simulated users log in once each; cheap hashing keeps a large population quick.
         settings = Settings(
             database_url=url,
+            var_dir=Path(folder),  # a throwaway keyring with the throwaway database
             access_log=False,
             log_level="WARNING",
             argon2_time_cost=1,
