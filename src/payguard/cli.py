@@ -325,7 +325,7 @@ def statement(
     settings = _settings()
     database = _database(settings)
     with database.read() as session:
-        result = ledger.statement(session, account_id, start, end)
+        result = ledger.statement(session, account_id, start, end, settings)
     database.dispose()
     if csv_out:
         from dataclasses import asdict

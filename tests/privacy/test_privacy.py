@@ -17,13 +17,22 @@ from payguard.db.registry import metadata
 from payguard.identity import service as identity
 from payguard.identity.models import Customer
 from payguard.settings import Settings, get_settings
-from tests.factories import PASSWORD, Outbox, invariants, last_code, pay, staff_auth
+from tests.factories import (
+    PASSWORD,
+    Outbox,
+    invariants,
+    last_code,
+    pay,
+    register,
+    staff_auth,
+)
 
 PHONE = "+8613912345678"
 EMAIL = "mei.lin@example.com"
 LEGAL_NAME = "Lin Meixiu"
 PASSPORT = "E98765432"
 BANK_ACCOUNT = "6222020200998877"
+MEMO = "rent to Lin Meixiu, room 1204"
 
 
 def registered(client: TestClient) -> dict[str, str]:
@@ -94,6 +103,13 @@ def test_no_personal_data_is_stored_in_clear(
         db=Outbox(db, settings),
     )
     assert topped.status_code == 201, topped.text
+    register(client, "kai", device=False)
+    paid = pay(
+        client, mei, kind="p2p", amount=1_000, payee_username="kai", memo=MEMO,
+        db=Outbox(db, settings),
+    )  # fmt: skip
+    assert paid.status_code == 201, paid.text
+    assert paid.json()["memo"] == MEMO  # the payer sees it
 
     everything = dump(db)
     for secret in (
@@ -104,6 +120,7 @@ def test_no_personal_data_is_stored_in_clear(
         PASSPORT,
         BANK_ACCOUNT,
         totp["secret"],
+        MEMO,
     ):
         assert secret not in everything, f"{secret!r} is stored in clear"
     # ...yet the platform can still use them.
@@ -112,6 +129,8 @@ def test_no_personal_data_is_stored_in_clear(
     assert profile["phone_masked"].endswith("5678") and PHONE not in json.dumps(profile)
     with db.read() as session:
         assert [c.id for c in identity.find_by_phone(session, settings, PHONE)] == [mei.id]
+    statement = client.get(f"/v1/accounts/{mei.wallet_id}/statement", headers=auth).json()
+    assert MEMO in [line["memo"] for line in statement["lines"]]
 
 
 @pytest.fixture

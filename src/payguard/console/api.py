@@ -328,7 +328,7 @@ def account_detail(
     with svc.db.read() as session:
         account = ledger.get_account(session, account_id)
         balance = ledger.get_balance(session, account_id)
-        statement = ledger.statement(session, account_id, period_from, now)
+        statement = ledger.statement(session, account_id, period_from, now, svc.settings)
         if account.owner_id and account.kind != AccountKind.SYSTEM:
             try:
                 owner = identity.get_customer(session, account.owner_id)

@@ -228,6 +228,29 @@ def envelope_for(settings: Settings) -> Envelope:
     return found
 
 
+def memo_aad(payment_id: str) -> str:
+    """A memo is bound to its payment: the same sealed text sits in the payment and in its
+    ledger transfer (whose ``reference`` is the payment id)."""
+    return f"memo.{payment_id}"
+
+
+def seal_memo(
+    session: Session, settings: Settings, owner: str, payment_id: str, memo: str | None
+) -> str | None:
+    if not memo:
+        return None
+    return envelope_for(settings).seal(session, owner, memo_aad(payment_id), memo)
+
+
+def open_memo(
+    session: Session, settings: Settings, payment_id: str | None, memo: str | None
+) -> str | None:
+    """The memo in clear; values written before memos were sealed pass through."""
+    if not memo or not is_sealed(memo) or payment_id is None:
+        return memo
+    return envelope_for(settings).open(session, memo_aad(payment_id), memo)
+
+
 def _cipher_of(key: bytes) -> Suite:
     """The suite of a data key, from its length: 32 bytes AES-256, 16 bytes SM4."""
     return suite("gm" if len(key) == 16 else "standard")

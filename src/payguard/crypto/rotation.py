@@ -82,6 +82,8 @@ def pending_reencryption(session: Session) -> int:
     owners = {key_id: owner for key_id, owner in session.execute(select(DataKey.id, DataKey.owner))}
     count = 0
     for spec in SEALED:
+        if spec.immutable:
+            continue
         for (value,) in session.execute(select(_column(spec))):
             key_id = _key_id_of(value, spec)
             if key_id is not None and key_id not in active and key_id in owners:
@@ -107,6 +109,8 @@ def reencrypt(
     """Move every sealed value to its owner's newest key; returns how many moved."""
     moved = 0
     for spec in SEALED:
+        if spec.immutable:
+            continue  # ledger rows keep their key version until their retention ends
         while True:
             done = db.transact(_batch_of(envelope, spec, batch))
             moved += done
@@ -149,7 +153,7 @@ def _reencrypt_batch(session: Session, envelope: Envelope, spec: SealedColumn, b
             if len(stale) == batch:
                 break
     for row_id, value, owner in stale:
-        where = f"{spec.table}.{spec.column}.{row_id}"
+        where = spec.aad(row_id)
         raw = value.decode() if isinstance(value, bytes) else value
         resealed = envelope.seal(session, owner, where, envelope.open(session, where, raw))
         session.execute(

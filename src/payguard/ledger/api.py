@@ -111,7 +111,7 @@ def get_statement(
     end = _aware(period_to) if period_to else clock.now()
     start = _aware(period_from) if period_from else end - timedelta(days=30)
     with svc.db.read() as session:
-        result = service.statement(session, account_id, start, end)
+        result = service.statement(session, account_id, start, end, svc.settings)
     out = StatementOut(
         account_id=result.account_id,
         currency=result.currency,

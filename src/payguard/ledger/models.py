@@ -21,6 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from payguard.crypto.sealed import register_sealed
 from payguard.db.base import Base, BigIntPK, UTCDateTime
 
 
@@ -143,3 +144,8 @@ class LedgerHold(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# A transfer's memo is its payment's sealed memo (reference = payment id); ledger rows are
+# immutable, so it keeps its key version, and an erasure still shreds it.
+register_sealed("ledger_transfers", "memo", "reference", aad_prefix="memo", immutable=True)

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
 
 from payguard import clock, ids
+from payguard.crypto.envelope import open_memo
 from payguard.errors import (
     AccountClosed,
     AccountFrozen,
@@ -45,6 +46,7 @@ from payguard.ledger.models import (
     SystemAccount,
 )
 from payguard.money import MAX_AMOUNT, is_known_currency
+from payguard.settings import Settings
 
 ACCOUNTS = cast(Table, LedgerAccount.__table__)
 ENTRIES = cast(Table, LedgerEntry.__table__)
@@ -794,8 +796,14 @@ class Statement:
 
 
 def statement(
-    session: Session, account_id: str, period_from: datetime, period_to: datetime
+    session: Session,
+    account_id: str,
+    period_from: datetime,
+    period_to: datetime,
+    settings: Settings | None = None,
 ) -> Statement:
+    """Entries of the period with opening and closing balance; with ``settings`` the
+    sealed memos are opened (callers that show them to people pass them)."""
     account = get_account(session, account_id)
     if period_to < period_from:
         raise InvalidAmount("the statement period ends before it starts")
@@ -842,7 +850,9 @@ def statement(
                 balance_after=row.balance_after,
                 counterparty_account_id=counterparty,
                 reference=row.reference,
-                memo=row.memo,
+                memo=open_memo(session, settings, row.reference, row.memo)
+                if settings is not None
+                else row.memo,
                 created_at=row.created_at,
             )
         )

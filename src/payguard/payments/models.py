@@ -18,6 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from payguard.crypto.sealed import register_sealed
 from payguard.db.base import Base, BigIntPK, UTCDateTime
 
 
@@ -171,3 +172,8 @@ class LimitOverride(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     approval_id: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# Memos are free text a customer may fill with personal data: sealed with the customer's
+# key, bound to the payment (crypto/envelope.py memo_aad).
+register_sealed("payments", "memo", "id", aad_prefix="memo")

@@ -9,6 +9,7 @@ second transaction, so no database lock is held while a bank answers.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from sqlalchemy import Table, and_, case, func, insert, select
 from sqlalchemy.orm import Session
 
 from payguard import clock, ids
+from payguard.crypto.envelope import is_sealed, open_memo, seal_memo
 from payguard.db.engine import Database
 from payguard.errors import (
     AccountNotFound,
@@ -104,6 +106,9 @@ class Reply:
     status_code: int
     body: str
     replayed: bool = False
+    # What the idempotency record keeps: the same reply with the memo still sealed, so the
+    # stored replies hold no personal data in clear (opened again on replay).
+    stored_body: str | None = None
 
 
 @dataclass
@@ -202,10 +207,12 @@ class PaymentService:
             ttl_hours=self.settings.idempotency_ttl_hours,
         )
         if stored is not None:
-            return Reply(stored.status_code, stored.body, replayed=True)
+            return Reply(stored.status_code, self._reveal(session, stored.body), replayed=True)
         result = work(session)
         if isinstance(result, Reply):
-            idempotency.complete(session, record_id, result.status_code, result.body)
+            idempotency.complete(
+                session, record_id, result.status_code, result.stored_body or result.body
+            )
             return result
         return record_id, result
 
@@ -380,7 +387,11 @@ class PaymentService:
         now = clock.now()
         payment_id = ids.new_id("payment")
         wallet_id = self._payer_wallet(session, customer_id, request.payer_account_id, currency)
-        instruction = request.model_dump(exclude_none=True, exclude={"signature", "challenge_id"})
+        # The memo is free text: kept sealed (below) and in the sealed evidence, not here.
+        instruction = request.model_dump(
+            exclude_none=True, exclude={"signature", "challenge_id", "memo"}
+        )
+        memo = seal_memo(session, self.settings, customer_id, payment_id, request.memo)
         if request.bank_account:
             instruction["bank_account"] = _mask_bank_account(request.bank_account)
         draft = _Draft(
@@ -391,7 +402,7 @@ class PaymentService:
                 "amount": request.amount,
                 "fee": 0,
                 "currency": currency,
-                "memo": request.memo,
+                "memo": memo,
                 "instruction": instruction,
                 "decision": None,
                 "transfer_id": None,
@@ -504,7 +515,7 @@ class PaymentService:
             currency=currency,
             kind=kind.value,
             reference=payment_id,
-            memo=request.memo,
+            memo=memo,
             extra_legs=self._fee_legs(session, payer, fee, currency),
         )
         draft.payment["transfer_id"] = posted.id
@@ -639,7 +650,9 @@ class PaymentService:
         def settle(session: Session) -> Reply:
             reply = self._settle_rail(session, pending, result)
             if record_id is not None:
-                idempotency.complete(session, record_id, reply.status_code, reply.body)
+                idempotency.complete(
+                    session, record_id, reply.status_code, reply.stored_body or reply.body
+                )
             return reply
 
         return self.db.transact(settle)
@@ -690,8 +703,10 @@ class PaymentService:
                 history.append((PaymentStatus.FAILED, result.failure_reason))
         for status, detail in history:
             self._move(session, payment, status, detail)
-        out = self._out(session, payment)
-        return Reply(201 if payment.status == PaymentStatus.CONFIRMED else 422, out)
+        status_code = 201 if payment.status == PaymentStatus.CONFIRMED else 422
+        return Reply(
+            status_code, self._out(session, payment), stored_body=self._sealed_out(session, payment)
+        )
 
     def _record_rail(
         self, session: Session, payment: Payment, pending: _Pending, result: RailResult
@@ -746,8 +761,10 @@ class PaymentService:
         if remaining == 0:
             raise PaymentNotRefundable("this payment has been refunded in full")
         refund_id = ids.new_id("payment")
+        owner = original.customer_id or original.id  # refunds of merchant payments: the payer
+        memo = seal_memo(session, self.settings, owner, refund_id, request.memo)
         posted = ledger.reverse_transfer(
-            session, original.transfer_id, amount=amount, reference=refund_id, memo=request.memo
+            session, original.transfer_id, amount=amount, reference=refund_id, memo=memo
         )
         original.refunded_amount += amount
         original.updated_at = clock.now()
@@ -761,7 +778,7 @@ class PaymentService:
                 "amount": amount,
                 "fee": 0,
                 "currency": original.currency,
-                "memo": request.memo,
+                "memo": memo,
                 "instruction": {"refund_of": original.id, "amount": amount},
                 "decision": None,
                 "transfer_id": posted.id,
@@ -927,7 +944,15 @@ class PaymentService:
                 "currency": payment["currency"],
             },
         )
-        return Reply(status_code, _render(payment, draft.history))
+        clear = {
+            **payment,
+            "memo": open_memo(session, self.settings, payment["id"], payment["memo"]),
+        }
+        return Reply(
+            status_code,
+            _render(clear, draft.history),
+            stored_body=_render(payment, draft.history),
+        )
 
     def _lock(self, session: Session, payment_id: str) -> Payment:
         query = select(Payment).where(Payment.id == payment_id).with_for_update()
@@ -962,13 +987,31 @@ class PaymentService:
             },
         )
 
-    def _out(self, session: Session, payment: Payment) -> str:
+    def _reveal(self, session: Session, body: str) -> str:
+        """A stored reply with its sealed memo opened (replays of idempotent requests)."""
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return body
+        memo = document.get("memo") if isinstance(document, dict) else None
+        if not memo or not is_sealed(memo):
+            return body
+        document["memo"] = open_memo(session, self.settings, document.get("id"), memo)
+        return json.dumps(document, separators=(",", ":"))
+
+    def _sealed_out(self, session: Session, payment: Payment) -> str:
+        """The reply as the idempotency record keeps it: the memo still sealed."""
+        return self._out(session, payment, open_memo_too=False)
+
+    def _out(self, session: Session, payment: Payment, *, open_memo_too: bool = True) -> str:
         history = session.execute(
             select(PAYMENT_EVENTS.c.status, PAYMENT_EVENTS.c.detail, PAYMENT_EVENTS.c.at)
             .where(PAYMENT_EVENTS.c.payment_id == payment.id)
             .order_by(PAYMENT_EVENTS.c.id)
         )
         values = {column.name: getattr(payment, column.name) for column in PAYMENTS.columns}
+        if open_memo_too:
+            values["memo"] = open_memo(session, self.settings, payment.id, payment.memo)
         return _render(values, [row._asdict() for row in history])
 
 
@@ -1039,7 +1082,9 @@ def create_merchant(
     return _merchant_out(merchant)
 
 
-def payments_of_customer(session: Session, customer_id: str) -> list[dict[str, Any]]:
+def payments_of_customer(
+    session: Session, settings: Settings, customer_id: str
+) -> list[dict[str, Any]]:
     """Every payment a customer made, as plain records (the right of access export)."""
     rows = session.scalars(
         select(Payment).where(Payment.customer_id == customer_id).order_by(Payment.id)
@@ -1052,7 +1097,7 @@ def payments_of_customer(session: Session, customer_id: str) -> list[dict[str, A
             "fee": row.fee,
             "currency": row.currency,
             "status": row.status,
-            "memo": row.memo,
+            "memo": open_memo(session, settings, row.id, row.memo),
             "created_at": row.created_at.isoformat(),
         }
         for row in rows

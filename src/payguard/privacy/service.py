@@ -65,7 +65,7 @@ def export(session: Session, settings: Settings, customer_id: str) -> dict[str, 
             }
             for account in ledger.list_accounts(session, owner_id=customer_id)
         ],
-        "payments": payments_of_customer(session, customer_id),
+        "payments": payments_of_customer(session, settings, customer_id),
     }
 
 
