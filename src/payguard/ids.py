@@ -19,6 +19,7 @@ PREFIXES = {
     "challenge": "chl",
     "approval": "apr",
     "data_key": "dek",
+    "bank_instrument": "bnk",
     "totp": "tot",
     "recovery_code": "rcv",
     "one_time_code": "otc",

@@ -319,7 +319,7 @@ def test_payment_page_shows_instruction_decision_history_and_entries(
     assert "<script>alert(1)</script>" not in html
 
     top_up = client.get(f"/console/payments/{world.top_up_id}").text
-    assert "****2222" in top_up  # the bank account, masked as stored
+    assert "622200******2222" in top_up  # first 6 and last 4, as stored
     assert "6222000011112222" not in top_up
 
 

@@ -175,3 +175,30 @@ def test_export_then_erase(
     assert invariants(client, settings)["ok"]
     again = runner.invoke(cli.app, ["privacy", "erase", customer_id, "--yes"])
     assert again.exit_code != 0
+
+
+def test_bank_numbers_are_tokens_shown_first_6_last_4(
+    client: TestClient, settings: Settings, db: Database
+) -> None:
+    from payguard.payments import instruments
+
+    first = registered(client)["id"]
+    with db.read() as session:
+        assert instruments.customers_sharing(session, settings, BANK_ACCOUNT) == []
+
+    def tokens(session: object) -> tuple[str, str, str]:
+        one = instruments.tokenize(session, settings, first, BANK_ACCOUNT)  # type: ignore[arg-type]
+        again = instruments.tokenize(session, settings, first, "6222 0202 0099 8877")  # type: ignore[arg-type]
+        other = instruments.tokenize(session, settings, "cus_other", BANK_ACCOUNT)  # type: ignore[arg-type]
+        return one.token, again.token, other.token
+
+    one, again, other = db.transact(tokens)
+    assert one == again != other  # one token per customer and number
+    with db.read() as session:
+        assert instruments.customers_sharing(session, settings, BANK_ACCOUNT) == sorted(
+            [first, "cus_other"]
+        )
+        assert instruments.reveal(session, settings, one) == BANK_ACCOUNT
+    assert instruments.mask(BANK_ACCOUNT) == "622202******8877"
+    with pytest.raises(Exception, match="8 to 30 digits"):
+        instruments.normalise("12-34")

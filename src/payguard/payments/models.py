@@ -177,3 +177,20 @@ class LimitOverride(Base):
 # Memos are free text a customer may fill with personal data: sealed with the customer's
 # key, bound to the payment (crypto/envelope.py memo_aad).
 register_sealed("payments", "memo", "id", aad_prefix="memo")
+
+
+class BankInstrument(Base):
+    """A bank card or account number as a token: sealed number, blind index, mask."""
+
+    __tablename__ = "bank_instruments"
+    __table_args__ = (Index("ix_bank_instruments_number_index", "number_index"),)
+
+    token: Mapped[str] = mapped_column(String(40), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(40), index=True)
+    number_index: Mapped[str] = mapped_column(String(64))
+    number: Mapped[str] = mapped_column(Text)  # sealed with the customer's key
+    masked: Mapped[str] = mapped_column(String(40))  # first 6, last 4
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+register_sealed("bank_instruments", "number", "token")

@@ -44,7 +44,7 @@ from payguard.identity.service import Principal
 from payguard.ledger import service as ledger
 from payguard.ledger.models import AccountKind, SystemAccount
 from payguard.money import MAX_AMOUNT, is_known_currency
-from payguard.payments import fees, idempotency, limits
+from payguard.payments import fees, idempotency, instruments, limits
 from payguard.payments.models import (
     FINAL_STATUSES,
     Merchant,
@@ -130,11 +130,6 @@ class IdempotencyScope:
     scope: str
     key: str
     fingerprint: str
-
-
-def _mask_bank_account(number: str) -> str:
-    digits = "".join(ch for ch in number if ch.isalnum())
-    return f"****{digits[-4:]}" if len(digits) >= 4 else "****"
 
 
 class PaymentService:
@@ -393,7 +388,8 @@ class PaymentService:
         )
         memo = seal_memo(session, self.settings, customer_id, payment_id, request.memo)
         if request.bank_account:
-            instruction["bank_account"] = _mask_bank_account(request.bank_account)
+            bank = instruments.tokenize(session, self.settings, customer_id, request.bank_account)
+            instruction["bank_account"], instruction["bank_token"] = bank.masked, bank.token
         draft = _Draft(
             payment={
                 "id": payment_id,
