@@ -7,7 +7,9 @@ Run: ``.venv/bin/python -m bench.crypto [--operations 3000] [--no-write]``.
 2. **Display**: open the three fields again (the key unwrapped once per process, the key
    row read in each transaction, as a profile page does).
 3. **Payment path**: seal one signed instruction as evidence under the platform evidence
-   key, what every signed payment adds. Target: at most 50 µs at p99.
+   key, what every signed payment adds; and, for a payment with a memo, seal the memo
+   under the payer's own key (one key-row read in the payment's transaction). Target: at
+   most 50 µs at p99.
 
 Each sample is timed inside an open SQLite transaction; figures go into the "Personal
 data encryption" section of ``docs/performance.md``.
@@ -45,7 +47,12 @@ INSTRUCTION = (
 def measure(url: str, settings: Settings, count: int) -> dict[str, list[float]]:
     envelope = envelope_for(settings)
     database = Database(url)
-    samples: dict[str, list[float]] = {"registration": [], "display": [], "payment": []}
+    samples: dict[str, list[float]] = {
+        "registration": [],
+        "display": [],
+        "payment": [],
+        "payment_memo": [],
+    }
     sealed: list[tuple[str, list[str]]] = []
 
     def register(session: Session, start: int) -> None:
@@ -78,6 +85,11 @@ def measure(url: str, settings: Settings, count: int) -> dict[str, list[float]]:
                 session, EVIDENCE_OWNER, f"instruction_evidence.canonical.pay_{number}", INSTRUCTION
             )
             samples["payment"].append((time.perf_counter() - began) * 1e6)
+            # A payment with a memo also seals it under the payer's own key.
+            began = time.perf_counter()
+            payer = f"cus_{number % count:08d}"
+            envelope.seal(session, payer, f"memo.pay_{number}", "rent, room 1204")
+            samples["payment_memo"].append((time.perf_counter() - began) * 1e6)
 
     try:
         for start in range(0, count, 100):
@@ -111,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         ("registration: seal 3 fields + blind index", results["registration"], None),
         ("display: open 3 fields", results["display"], None),
         ("payment path: seal the instruction evidence", results["payment"], 50.0),
+        ("payment path: seal a memo under the payer's key", results["payment_memo"], 50.0),
     ]
     lines = [
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with "

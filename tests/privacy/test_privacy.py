@@ -33,6 +33,8 @@ LEGAL_NAME = "Lin Meixiu"
 PASSPORT = "E98765432"
 BANK_ACCOUNT = "6222020200998877"
 MEMO = "rent to Lin Meixiu, room 1204"
+DISPLAY_NAME = "Meimei from Hangzhou"
+DEVICE_NAME = "Mei's red phone"
 
 
 def registered(client: TestClient) -> dict[str, str]:
@@ -41,7 +43,7 @@ def registered(client: TestClient) -> dict[str, str]:
         json={
             "username": "mei",
             "password": PASSWORD,
-            "display_name": "M.",
+            "display_name": DISPLAY_NAME,
             "phone": PHONE,
             "email": EMAIL,
             "legal_name": LEGAL_NAME,
@@ -85,7 +87,7 @@ def test_no_personal_data_is_stored_in_clear(
         "/v1/devices",
         headers=auth,
         json={
-            "name": "phone",
+            "name": DEVICE_NAME,
             "algorithm": key.algorithm,
             "public_key": key.public_pem,
             "factor": "otp",
@@ -121,6 +123,8 @@ def test_no_personal_data_is_stored_in_clear(
         BANK_ACCOUNT,
         totp["secret"],
         MEMO,
+        DISPLAY_NAME,
+        DEVICE_NAME,
     ):
         assert secret not in everything, f"{secret!r} is stored in clear"
     # ...yet the platform can still use them.
@@ -129,6 +133,9 @@ def test_no_personal_data_is_stored_in_clear(
     assert profile["phone_masked"].endswith("5678") and PHONE not in json.dumps(profile)
     with db.read() as session:
         assert [c.id for c in identity.find_by_phone(session, settings, PHONE)] == [mei.id]
+    assert profile["display_name"] == DISPLAY_NAME
+    listed = client.get("/v1/devices", headers=auth).json()
+    assert [device["name"] for device in listed] == [DEVICE_NAME]
     statement = client.get(f"/v1/accounts/{mei.wallet_id}/statement", headers=auth).json()
     assert MEMO in [line["memo"] for line in statement["lines"]]
 

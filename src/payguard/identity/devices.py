@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from payguard import clock, ids
+from payguard.crypto.envelope import envelope_for, is_sealed
 from payguard.errors import Conflict, NotFound, SecondFactorRequired, ValidationProblem
 from payguard.events import service as events
 from payguard.identity import instructions
@@ -97,10 +98,11 @@ def register(
     if len(active) >= MAX_ACTIVE_DEVICES:
         raise Conflict(f"at most {MAX_ACTIVE_DEVICES} active devices; revoke one first")
     now = clock.now()
+    device_id = ids.new_id("device")
     device = Device(
-        id=ids.new_id("device"),
+        id=device_id,
         customer_id=customer_id,
-        name=name,
+        name=seal_name(session, settings, customer_id, device_id, name),
         algorithm=algorithm,
         public_key=public_key.strip() + "\n",
         key_fingerprint=fingerprint,
@@ -148,9 +150,24 @@ def get_device(session: Session, customer_id: str, device_id: str) -> Device:
     return device
 
 
-def rename(session: Session, customer_id: str, device_id: str, name: str) -> Device:
+def seal_name(
+    session: Session, settings: Settings, customer_id: str, device_id: str, name: str
+) -> str:
+    """Device names are chosen by the customer ("Dora's phone"): sealed like personal data."""
+    return envelope_for(settings).seal(session, customer_id, f"devices.name.{device_id}", name)
+
+
+def name_of(session: Session, settings: Settings, device: Device) -> str:
+    if not is_sealed(device.name):
+        return device.name
+    return envelope_for(settings).open(session, f"devices.name.{device.id}", device.name)
+
+
+def rename(
+    session: Session, settings: Settings, customer_id: str, device_id: str, name: str
+) -> Device:
     device = get_device(session, customer_id, device_id)
-    device.name = name
+    device.name = seal_name(session, settings, customer_id, device_id, name)
     return device
 
 
@@ -174,7 +191,8 @@ def revoke(
         "identity.device_revoked",
         {"customer_id": customer_id, "device_id": device_id, "actor": actor},
     )
-    _notify(session, settings, customer_id, f"The device '{device.name}' was removed.")
+    removed = name_of(session, settings, device)
+    _notify(session, settings, customer_id, f"The device '{removed}' was removed.")
     return device
 
 

@@ -33,7 +33,7 @@ class Customer(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
-    display_name: Mapped[str] = mapped_column(String(120))
+    display_name: Mapped[str] = mapped_column(Text)  # sealed: names are personal data
     password_hash: Mapped[str] = mapped_column(String(255))
     kyc_tier: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(16), default="active")
@@ -229,7 +229,7 @@ class Device(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
-    name: Mapped[str] = mapped_column(String(80))
+    name: Mapped[str] = mapped_column(Text)  # sealed: "Dora's phone" names its owner
     algorithm: Mapped[str] = mapped_column(String(16))  # ed25519 | p256
     public_key: Mapped[str] = mapped_column(Text)  # SubjectPublicKeyInfo, PEM
     key_fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
@@ -293,8 +293,9 @@ class ApprovalRequest(Base):
 
 
 # Columns holding values sealed with crypto/envelope.py (for the re-encryption job).
-for _column in ("legal_name", "phone", "email"):
+for _column in ("legal_name", "phone", "email", "display_name"):
     register_sealed("customers", _column, "id")
+register_sealed("devices", "name", "id")
 register_sealed("totp_credentials", "secret", "id")
 register_sealed("sent_messages", "body", "id")
 register_sealed("instruction_evidence", "canonical", "payment_id", binary=True)

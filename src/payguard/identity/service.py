@@ -91,7 +91,7 @@ def register_customer(
     customer = Customer(
         id=ids.new_id("customer"),
         username=username.lower(),
-        display_name=display_name,
+        display_name="",  # sealed just below, once the row exists
         password_hash=hash_password(settings, password),
         kyc_tier=kyc_tier,
         status="active",
@@ -109,7 +109,12 @@ def register_customer(
         session,
         settings,
         customer,
-        PersonalData(legal_name=legal_name, phone=phone, email=email.lower() if email else None),
+        PersonalData(
+            legal_name=legal_name,
+            phone=phone,
+            email=email.lower() if email else None,
+            display_name=display_name,
+        ),
     )
     wallet = ledger.open_account(
         session,
@@ -129,9 +134,10 @@ class PersonalData:
     legal_name: str | None = None
     phone: str | None = None
     email: str | None = None
+    display_name: str | None = None
 
 
-PERSONAL_FIELDS = ("legal_name", "phone", "email")
+PERSONAL_FIELDS = ("legal_name", "phone", "email", "display_name")
 
 
 def set_personal_data(
@@ -146,7 +152,7 @@ def set_personal_data(
             if value
             else None
         )
-        setattr(customer, field, sealed)
+        setattr(customer, field, sealed if sealed is not None or field != "display_name" else "")
     customer.phone_index = envelope.blind_index("phone", data.phone) if data.phone else None
 
 

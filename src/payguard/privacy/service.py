@@ -36,7 +36,7 @@ def export(session: Session, settings: Settings, customer_id: str) -> dict[str, 
         "customer": {
             "id": customer.id,
             "username": customer.username,
-            "display_name": customer.display_name,
+            "display_name": contact.display_name,
             "status": customer.status,
             "kyc_tier": customer.kyc_tier,
             "created_at": customer.created_at.isoformat(),
@@ -49,7 +49,7 @@ def export(session: Session, settings: Settings, customer_id: str) -> dict[str, 
         "devices": [
             {
                 "id": device.id,
-                "name": device.name,
+                "name": devices.name_of(session, settings, device),
                 "algorithm": device.algorithm,
                 "status": device.status,
                 "created_at": device.created_at.isoformat(),

@@ -43,7 +43,7 @@ def _customer_out(svc: ServicesDep, customer_id: str) -> CustomerOut:
         return CustomerOut(
             id=customer.id,
             username=customer.username,
-            display_name=customer.display_name,
+            display_name=contact.display_name or "",
             kyc_tier=customer.kyc_tier,
             status=customer.status,
             created_at=customer.created_at,

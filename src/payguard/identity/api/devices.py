@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, status
+from sqlalchemy.orm import Session
 
 from payguard.errors import ChallengeFailed, NotFound
 from payguard.identity import devices, instructions, stepup
@@ -20,15 +21,16 @@ from payguard.identity.schemas import (
     DeviceRename,
     EvidenceOut,
 )
+from payguard.settings import Settings
 from payguard.web import CUSTOMERS, CustomerDep, ServicesDep, access
 
 router = APIRouter(prefix="/v1", tags=["identity"])
 
 
-def _device_out(device: Device) -> DeviceOut:
+def _device_out(session: Session, settings: Settings, device: Device) -> DeviceOut:
     return DeviceOut(
         id=device.id,
-        name=device.name,
+        name=devices.name_of(session, settings, device),
         algorithm=device.algorithm,
         key_fingerprint=device.key_fingerprint,
         platform=device.platform,
@@ -71,6 +73,8 @@ def register_device(
         raise devices.refuse_unproven()
     return svc.db.transact(
         lambda session: _device_out(
+            session,
+            svc.settings,
             devices.register(
                 session,
                 svc.settings,
@@ -81,7 +85,7 @@ def register_device(
                 public_key=body.public_key,
                 platform=body.platform,
                 factor=body.factor,
-            )
+            ),
         )
     )
 
@@ -90,7 +94,8 @@ def register_device(
 def list_devices(principal: CustomerDep, svc: ServicesDep) -> list[DeviceOut]:
     with svc.db.read() as session:
         return [
-            _device_out(device) for device in devices.list_devices(session, principal.subject_id)
+            _device_out(session, svc.settings, device)
+            for device in devices.list_devices(session, principal.subject_id)
         ]
 
 
@@ -100,7 +105,9 @@ def rename_device(
 ) -> DeviceOut:
     return svc.db.transact(
         lambda session: _device_out(
-            devices.rename(session, principal.subject_id, device_id, body.name)
+            session,
+            svc.settings,
+            devices.rename(session, svc.settings, principal.subject_id, device_id, body.name),
         )
     )
 
