@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from payguard import cli, clock
@@ -185,3 +186,13 @@ def test_key_rotation_from_the_command_line_takes_two_people(cli_env: Path) -> N
     assert after["keks"]["kek-1"] == 0
     assert "dropped KEK(s): kek-1" in invoke("keys", "retire")
     assert "ledger invariants hold" in invoke("ledger", "check")
+    # Every step is on the tamper-evident record.
+    invoke("audit", "head")
+    assert "the audit log is intact" in invoke("audit", "verify")
+    from payguard.db.engine import Database
+
+    database = Database(f"sqlite:///{cli_env}")
+    with database.engine.connect() as connection:
+        actions = set(connection.execute(text("SELECT action FROM audit_records")).scalars())
+    database.dispose()
+    assert {"approval.requested", "approval.executed", "keys.retired"} <= actions

@@ -94,6 +94,7 @@ def test_security_events_are_recorded_without_personal_data(
     assert {
         "identity.customer_registered",
         "identity.login_failed",
+        "identity.login_succeeded",
         "identity.device_registered",
         "ledger.account_status_changed",
         "payments.status_changed",

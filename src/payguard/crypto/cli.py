@@ -57,6 +57,7 @@ def reencrypt(
     """Move every sealed value to its owner's newest key (resumable; reads keep working)."""
     from payguard.crypto import rotation
     from payguard.crypto.envelope import envelope_for
+    from payguard.events import service as events
 
     services = _services()
     try:
@@ -73,6 +74,9 @@ def reencrypt(
             moved = rotation.reencrypt(
                 services.db, envelope_for(services.settings), batch=batch, on_progress=tick
             )
+        services.db.transact(
+            lambda session: events.emit(session, "keys.reencrypted", {"values_moved": moved})
+        )
     finally:
         services.db.dispose()
     console.print(f"{moved} value(s) now under their owner's newest key")
@@ -83,12 +87,18 @@ def retire() -> None:
     """Destroy old data-key versions and drop KEKs that nothing uses any more."""
     from payguard.crypto import rotation
     from payguard.crypto.envelope import envelope_for
+    from payguard.events import service as events
 
     services = _services()
     envelope = envelope_for(services.settings)
     try:
         data_keys = services.db.transact(rotation.retire_data_keys)
         keks = services.db.transact(lambda session: rotation.retire_keks(session, envelope))
+        services.db.transact(
+            lambda session: events.emit(
+                session, "keys.retired", {"data_keys": data_keys, "keks": keks}
+            )
+        )
     finally:
         services.db.dispose()
     console.print(f"retired {data_keys} data key(s); dropped KEK(s): {', '.join(keks) or 'none'}")

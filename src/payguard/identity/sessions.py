@@ -180,6 +180,17 @@ def login(session: Session, settings: Settings, attempt: Attempt) -> LoginResult
         source_ip=attempt.source_ip,
         user_agent=attempt.user_agent,
     )
+    actor_key = "customer_id" if attempt.subject_kind == "customer" else "staff_id"
+    events.emit(
+        session,
+        "identity.login_succeeded",
+        {
+            actor_key: subject.id,
+            "subject_kind": attempt.subject_kind,
+            "session_id": issued.session_id,
+            "auth_level": auth_level,
+        },
+    )
     return LoginResult(issued=issued)
 
 
