@@ -92,7 +92,7 @@ def retire() -> None:
     services = _services()
     envelope = envelope_for(services.settings)
     try:
-        data_keys = services.db.transact(rotation.retire_data_keys)
+        data_keys = services.db.transact(lambda session: rotation.retire_data_keys(session))
         keks = services.db.transact(lambda session: rotation.retire_keks(session, envelope))
         services.db.transact(
             lambda session: events.emit(

@@ -24,8 +24,9 @@ import hmac
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from payguard import clock, ids
@@ -38,7 +39,10 @@ from payguard.settings import Settings
 PREFIX = "pg1"
 ERASED = "[erased]"
 PLATFORM_OWNER = "platform:"
-PLATFORM_KEY_TTL = 60.0  # seconds; a rotation takes effect within this
+# How long a process keeps using an owner's active key without looking it up again: a
+# rotation reaches every process within this, and retirement waits twice as long.
+KEY_CACHE_TTL = 60.0
+KEY_CACHE_SIZE = 50_000
 NEW_KEYS = "payguard_new_data_keys"  # session.info: keys made in this (uncommitted) transaction
 
 
@@ -60,11 +64,10 @@ class Envelope:
 
     def __post_init__(self) -> None:
         self._plain_keys: dict[str, bytes] = {}
-        # Active key of each platform owner (evidence, outbox): those are never erased, so
-        # the payment path need not look the key up on every payment.
-        # Keyed by database too: one keyring may serve several databases (tests, tools),
-        # and a key id belongs to the database that stores its wrapped key.
-        self._platform_keys: dict[tuple[str, str], tuple[float, str, bytes]] = {}
+        # Active key of each owner, so that sealing on the payment path does not look the
+        # key up every time. Keyed by database too: one keyring may serve several databases
+        # (tests, tools), and a key id belongs to the database that stores its wrapped key.
+        self._active_keys: dict[tuple[str, str], tuple[float, str, bytes]] = {}
 
     # ------------------------------------------------------------ keys
 
@@ -89,7 +92,8 @@ class Envelope:
         wrapped = cipher.encrypt(wrapping_key, nonce, key, f"dek:{key_id}".encode())
         return base64.b64encode(nonce + wrapped).decode(), kek_id
 
-    def _unwrap(self, row: DataKey) -> bytes:
+    def _unwrap(self, row: Any) -> bytes:
+        """``row``: a DataKey, or a row with its id, wrapped, kek_id, suite and provider."""
         assert row.wrapped is not None
         raw = base64.b64decode(row.wrapped)
         if row.provider == "pkcs11":
@@ -106,23 +110,23 @@ class Envelope:
         """The owner's active DEK, made on first use."""
         bind = session.get_bind()
         slot = (str(bind.engine.url), owner)
-        cached = self._platform_keys.get(slot)
+        cached = self._active_keys.get(slot)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1], cached[2]
         key_id, key, stored = self._active_key(session, owner)
         # Only a key already committed is cached: a key made in this transaction could
         # still roll back, and values sealed under a key that was never stored are lost.
-        if stored and owner.startswith(PLATFORM_OWNER):
-            self._platform_keys[slot] = (time.monotonic() + PLATFORM_KEY_TTL, key_id, key)
+        if stored:
+            if len(self._active_keys) >= KEY_CACHE_SIZE:
+                self._active_keys.clear()
+            self._active_keys[slot] = (time.monotonic() + KEY_CACHE_TTL, key_id, key)
         return key_id, key
 
     def _active_key(self, session: Session, owner: str) -> tuple[str, bytes, bool]:
-        row = session.scalar(
-            select(DataKey)
-            .where(DataKey.owner == owner, DataKey.destroyed_at.is_(None))
-            .order_by(DataKey.version.desc())
-            .limit(1)
-        )
+        # Plain columns, not the ORM entity: this runs on the payment path.
+        row = session.execute(
+            _ACTIVE_KEY, {"owner": owner}, execution_options={"prebuffer_rows": True}
+        ).first()
         if row is not None and row.wrapped is not None:
             plain = self._plain_keys.get(row.id)
             if plain is None:
@@ -168,7 +172,7 @@ class Envelope:
 
     def forget_cached_keys(self) -> None:
         """After a rotation: the next seal looks up each owner's newest key again."""
-        self._platform_keys.clear()
+        self._active_keys.clear()
 
     # ------------------------------------------------------------ fields
 
@@ -211,8 +215,17 @@ class Envelope:
             .values(wrapped=None, destroyed_at=clock.now())
         )
         self._plain_keys.clear()
+        self._active_keys.clear()
         return int(destroyed.rowcount)  # type: ignore[attr-defined]
 
+
+_KEYS = DataKey.__table__
+_ACTIVE_KEY = (
+    select(_KEYS.c.id, _KEYS.c.wrapped, _KEYS.c.kek_id, _KEYS.c.suite, _KEYS.c.provider)
+    .where(_KEYS.c.owner == bindparam("owner"), _KEYS.c.destroyed_at.is_(None))
+    .order_by(_KEYS.c.version.desc())
+    .limit(1)
+)
 
 _ENVELOPES: dict[str, Envelope] = {}
 

@@ -15,13 +15,14 @@ The columns that hold sealed values are registered by the modules that own them
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Column, Table, func, select, update
 from sqlalchemy.orm import Session
 
 from payguard import clock
-from payguard.crypto.envelope import Envelope
+from payguard.crypto.envelope import KEY_CACHE_TTL, Envelope
 from payguard.crypto.keyring import add_kek, drop_kek
 from payguard.crypto.models import DataKey
 from payguard.crypto.sealed import SEALED, SealedColumn
@@ -164,9 +165,20 @@ def _reencrypt_batch(session: Session, envelope: Envelope, spec: SealedColumn, b
     return len(stale)
 
 
-def retire_data_keys(session: Session) -> int:
-    """Destroy old key versions that no sealed value uses; returns how many."""
+def retire_data_keys(session: Session, *, grace_seconds: float = 2 * KEY_CACHE_TTL) -> int:
+    """Destroy old key versions that no sealed value uses; returns how many.
+
+    A version is kept while its successor is younger than ``grace_seconds``: another
+    process may still be sealing with it from its key cache."""
     active = set(_active_key_ids(session).values())
+    cutoff = clock.now() - timedelta(seconds=grace_seconds)
+    recent_owners = set(
+        session.scalars(
+            select(DataKey.owner).where(
+                DataKey.wrapped.is_not(None), DataKey.version > 1, DataKey.created_at > cutoff
+            )
+        )
+    )
     used: set[str] = set()
     for spec in SEALED:
         for (value,) in session.execute(select(_column(spec))):
@@ -175,8 +187,10 @@ def retire_data_keys(session: Session) -> int:
                 used.add(key_id)
     retired = [
         key_id
-        for key_id in session.scalars(select(DataKey.id).where(DataKey.wrapped.is_not(None)))
-        if key_id not in active and key_id not in used
+        for key_id, owner in session.execute(
+            select(DataKey.id, DataKey.owner).where(DataKey.wrapped.is_not(None))
+        )
+        if key_id not in active and key_id not in used and owner not in recent_owners
     ]
     if retired:
         session.execute(
