@@ -38,6 +38,7 @@ from payguard.payments import idempotency
 from payguard.payments import service as payments_service
 from payguard.payments.api import router as payments_router
 from payguard.payments.rails import SimulatedRail
+from payguard.risk.api import router as risk_router
 from payguard.risk.engine import PassThroughAssessor
 from payguard.settings import Settings, get_settings
 
@@ -242,5 +243,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ledger_router)
     app.include_router(payments_router)
     app.include_router(audit_router)
+    app.include_router(risk_router)
     app.include_router(console_router)
     return app

@@ -25,6 +25,7 @@ from payguard.ledger import service as ledger
 from payguard.ledger.models import AccountStatus
 from payguard.payments import limits
 from payguard.payments.service import PaymentService
+from payguard.risk import actions as risk_actions
 
 KYC_TIER_CHANGE = "kyc.tier_change"
 ACCOUNT_UNFREEZE = "account.unfreeze"
@@ -200,5 +201,7 @@ def build_catalogue(payments: PaymentService) -> ActionCatalogue:
         Action(KEYS_ROTATE, Permission.KEYS_ROTATE,
                "rotate the KEK or the data keys of a purpose", check_rotation, rotate),
     ):  # fmt: skip
+        catalogue.add(action)
+    for action in risk_actions.approval_actions():
         catalogue.add(action)
     return catalogue

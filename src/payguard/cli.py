@@ -21,6 +21,7 @@ from payguard.db.engine import Database
 from payguard.errors import ProblemError
 from payguard.identity.cli import approvals_app
 from payguard.privacy.cli import privacy_app
+from payguard.risk.cli import risk_app
 from payguard.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -48,6 +49,7 @@ app.add_typer(approvals_app, name="approvals")
 app.add_typer(audit_app, name="audit")
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(keys_app, name="keys")
+app.add_typer(risk_app, name="risk")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -385,7 +387,8 @@ def staff_create(
     role: Annotated[
         str,
         typer.Option(
-            help="viewer, risk_analyst, incident_commander, operations, compliance, auditor, admin"
+            help="viewer, risk_analyst, incident_commander, operations, compliance, auditor, "
+            "admin, risk_client"
         ),
     ] = "admin",
     password: Annotated[

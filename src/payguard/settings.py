@@ -126,6 +126,28 @@ class Settings(BaseSettings):
     approval_ttl_hours: int = Field(default=24, ge=1)
     payout_approval_threshold: int = Field(default=5_000_000, ge=1)
 
+    # Risk engine (risk/). Scores 0-100; the most severe of the rules' actions and the
+    # score band decides. Past the time budget the fallback action applies.
+    risk_time_budget_ms: float = Field(default=50.0, ge=0)
+    risk_fallback_action: Literal["allow", "challenge", "review", "block"] = "challenge"
+    risk_challenge_score: int = Field(default=40, ge=0, le=101)
+    risk_review_score: int = Field(default=70, ge=0, le=101)
+    risk_block_score: int = Field(default=90, ge=0, le=101)
+    # Points the model adds: round(probability x 100 x weight).
+    risk_model_weight: float = Field(default=1.0, ge=0)
+    # How often each process looks for a newly published rule set, model or list change.
+    risk_reload_seconds: float = Field(default=1.0, ge=0)
+    # Local wall-clock hours for "night" and habit features.
+    risk_timezone: str = "Asia/Shanghai"
+    # An analyst's approval of a reviewed payment at or above this needs a second analyst.
+    risk_review_four_eyes_amount: int = Field(default=1_000_000, ge=0)
+    # Block reasons this severe also freeze the payer's wallet and tell the customer.
+    risk_freeze_on_block: bool = True
+    # AML large-value lines, fen (see docs/aml.md for their source).
+    aml_large_cash: int = Field(default=5_000_000, ge=1)
+    aml_large_transfer_person: int = Field(default=50_000_000, ge=1)
+    aml_large_transfer_entity: int = Field(default=200_000_000, ge=1)
+
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)
     argon2_parallelism: int = Field(default=4, ge=1)

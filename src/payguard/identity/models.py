@@ -50,6 +50,8 @@ class Customer(Base):
     phone_index: Mapped[str | None] = mapped_column(String(64), index=True)
     # Per-customer outgoing limits replacing the tier's (set through four-eyes approval).
     limits_override: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # When the password last changed: a fresh change before a payout is a takeover sign.
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class StaffUser(Base):

@@ -38,6 +38,16 @@ class Permission(StrEnum):
     STAFF_MANAGE = "staff:manage"
     AUDIT_READ = "audit:read"
     KEYS_ROTATE = "keys:rotate"  # four-eyes
+    RISK_ASSESS = "risk:assess"  # external payment systems ask for a decision
+    RISK_READ = "risk:read"  # decisions, receipts, rules, lists, models, alerts
+    RISK_RULES_EDIT = "risk:rules-edit"
+    RISK_RULES_PUBLISH = "risk:rules-publish"  # four-eyes
+    RISK_LISTS_EDIT = "risk:lists-edit"
+    RISK_ALERTS_HANDLE = "risk:alerts-handle"
+    RISK_REVIEW = "risk:review"  # approve/reject held payments; four-eyes above a line
+    RISK_MODELS_TRAIN = "risk:models-train"
+    RISK_MODELS_ACTIVATE = "risk:models-activate"  # four-eyes
+    AML_REPORT = "aml:report"
 
 
 FOUR_EYES = frozenset(
@@ -48,21 +58,43 @@ FOUR_EYES = frozenset(
         Permission.LIMITS_OVERRIDE,
         Permission.PAYOUTS_RELEASE,
         Permission.KEYS_ROTATE,
+        Permission.RISK_RULES_PUBLISH,
+        Permission.RISK_MODELS_ACTIVATE,
     }
 )
 
 _READ = {Permission.CUSTOMERS_READ, Permission.ACCOUNTS_READ, Permission.PAYMENTS_READ}
+_RISK_WORK = {
+    Permission.RISK_READ,
+    Permission.RISK_RULES_EDIT,
+    Permission.RISK_RULES_PUBLISH,
+    Permission.RISK_LISTS_EDIT,
+    Permission.RISK_ALERTS_HANDLE,
+    Permission.RISK_REVIEW,
+    Permission.RISK_MODELS_TRAIN,
+    Permission.RISK_MODELS_ACTIVATE,
+}
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     # Looks, changes nothing.
     "viewer": frozenset(_READ | {Permission.SETTLEMENT_READ}),
     # Investigates fraud: may stop money (freeze) but not start it again (unfreeze).
     "risk_analyst": frozenset(
-        _READ | {Permission.ACCOUNTS_FREEZE, Permission.EVIDENCE_READ, Permission.APPROVALS_READ}
+        _READ
+        | _RISK_WORK
+        | {Permission.ACCOUNTS_FREEZE, Permission.EVIDENCE_READ, Permission.APPROVALS_READ}
     ),
     # Runs an incident: containment (freeze), evidence; release is someone else's call.
     "incident_commander": frozenset(
-        _READ | {Permission.ACCOUNTS_FREEZE, Permission.EVIDENCE_READ, Permission.APPROVALS_READ}
+        _READ
+        | {
+            Permission.ACCOUNTS_FREEZE,
+            Permission.EVIDENCE_READ,
+            Permission.APPROVALS_READ,
+            Permission.RISK_READ,
+            Permission.RISK_LISTS_EDIT,
+            Permission.RISK_ALERTS_HANDLE,
+        }
     ),
     # Day-to-day money operations, each sensitive one behind a second person.
     "operations": frozenset(
@@ -94,12 +126,16 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
             Permission.APPROVALS_READ,
             Permission.AUDIT_READ,
             Permission.KEYS_ROTATE,
+            Permission.RISK_READ,
+            Permission.AML_REPORT,
         }
     ),
     # Reads everything that is evidence, changes nothing.
     "auditor": frozenset(
         _READ
         | {
+            Permission.RISK_READ,
+            Permission.AML_REPORT,
             Permission.EVIDENCE_READ,
             Permission.LEDGER_VERIFY,
             Permission.SETTLEMENT_READ,
@@ -107,6 +143,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
             Permission.AUDIT_READ,
         }
     ),
+    # An outside payment system: asks the risk engine for decisions, sees nothing else.
+    "risk_client": frozenset({Permission.RISK_ASSESS}),
     # Everything, including staff management; four-eyes still needs a second person.
     "admin": frozenset(Permission),
 }

@@ -33,6 +33,8 @@ STAFF_ROLES = (
     "compliance",
     "auditor",
     "admin",
+    # A machine account of an outside payment system using POST /v1/risk/assess.
+    "risk_client",
 )
 
 

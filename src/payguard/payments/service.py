@@ -1142,6 +1142,17 @@ def payments_by_status(session: Session) -> dict[str, int]:
     return {status: int(count) for status, count in rows}
 
 
+def payment_statuses(session: Session, payment_ids: Sequence[str]) -> dict[str, str]:
+    """The current status of each of these payments (unknown ids are left out)."""
+    found: dict[str, str] = {}
+    ids_list = list(payment_ids)
+    for start in range(0, len(ids_list), 500):
+        chunk = ids_list[start : start + 500]
+        rows = session.execute(select(Payment.id, Payment.status).where(Payment.id.in_(chunk)))
+        found.update({payment_id: status for payment_id, status in rows})
+    return found
+
+
 __all__ = [
     "IdempotencyScope",
     "PaymentService",
@@ -1149,5 +1160,6 @@ __all__ = [
     "create_merchant",
     "expire_holds",
     "list_merchants",
+    "payment_statuses",
     "payments_by_status",
 ]

@@ -1,0 +1,12 @@
+"""The risk domain's four-eyes operations, added to the approval catalogue.
+
+Each module that owns such an operation contributes one ``Action`` here."""
+
+from __future__ import annotations
+
+from payguard.identity.approvals import Action
+
+
+def approval_actions() -> list[Action]:
+    actions: list[Action] = []
+    return actions
