@@ -39,7 +39,7 @@ from payguard.payments import service as payments_service
 from payguard.payments.api import router as payments_router
 from payguard.payments.rails import SimulatedRail
 from payguard.risk.api import router as risk_router
-from payguard.risk.engine import PassThroughAssessor
+from payguard.risk.engine import build_engine
 from payguard.settings import Settings, get_settings
 
 log = get_logger("payguard.app")
@@ -171,11 +171,13 @@ def build_services(settings: Settings) -> web.Services:
         failure_rate=settings.rail_failure_rate,
         seed=settings.rail_seed,
     )
-    payments = payments_service.PaymentService(db, settings, PassThroughAssessor(), rail)
+    engine = build_engine(db, settings)
+    payments = payments_service.PaymentService(db, settings, engine, rail)
     return web.Services(
         settings=settings,
         db=db,
         payments=payments,
+        risk=engine,
         approvals=build_catalogue(payments),
         signer=load_signer(settings),
     )

@@ -26,6 +26,7 @@ from payguard.ledger.models import AccountStatus
 from payguard.payments import limits
 from payguard.payments.service import PaymentService
 from payguard.risk import actions as risk_actions
+from payguard.risk import reviews
 
 KYC_TIER_CHANGE = "kyc.tier_change"
 ACCOUNT_UNFREEZE = "account.unfreeze"
@@ -202,6 +203,16 @@ def build_catalogue(payments: PaymentService) -> ActionCatalogue:
                "rotate the KEK or the data keys of a purpose", check_rotation, rotate),
     ):  # fmt: skip
         catalogue.add(action)
+    check_review, release_review = reviews.release_action_parts(payments)
+    catalogue.add(
+        Action(
+            reviews.REVIEW_RELEASE,
+            Permission.RISK_REVIEW,
+            "approve a large payment the risk engine held for review",
+            check_review,
+            release_review,
+        )
+    )
     for action in risk_actions.approval_actions():
         catalogue.add(action)
     return catalogue

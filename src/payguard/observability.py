@@ -139,3 +139,23 @@ def _header(scope: Scope, name: bytes) -> str:
         if key == name:
             return str(value.decode("latin-1"))
     return ""
+
+
+RISK_DECISIONS = Counter(
+    "payguard_risk_decisions_total",
+    "Risk decisions made by this process, by action",
+    ["action"],
+    registry=REGISTRY,
+)
+RISK_FALLBACKS = Counter(
+    "payguard_risk_fallbacks_total",
+    "Risk assessments that fell back to the fallback policy, by cause",
+    ["cause"],
+    registry=REGISTRY,
+)
+RISK_LATENCY = Histogram(
+    "payguard_risk_assess_duration_seconds",
+    "Time the risk engine took per assessment",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1),
+    registry=REGISTRY,
+)

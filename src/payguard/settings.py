@@ -139,6 +139,8 @@ class Settings(BaseSettings):
     risk_reload_seconds: float = Field(default=1.0, ge=0)
     # Local wall-clock hours for "night" and habit features.
     risk_timezone: str = "Asia/Shanghai"
+    # Key prefix of the Redis counters (PAYGUARD_REDIS_URL): one per platform sharing Redis.
+    risk_redis_prefix: str = "payguard:risk:"
     # An analyst's approval of a reviewed payment at or above this needs a second analyst.
     risk_review_four_eyes_amount: int = Field(default=1_000_000, ge=0)
     # Block reasons this severe also freeze the payer's wallet and tell the customer.

@@ -31,6 +31,7 @@ from payguard.identity.service import Principal
 from payguard.observability import get_logger
 from payguard.payments import idempotency
 from payguard.payments.service import IdempotencyScope, PaymentService, Reply
+from payguard.risk.engine import RiskEngine
 from payguard.settings import Settings
 
 PROBLEM_JSON = "application/problem+json"
@@ -44,6 +45,7 @@ class Services:
     settings: Settings
     db: Database
     payments: PaymentService
+    risk: RiskEngine
     approvals: ActionCatalogue
     signer: AnySigner
 

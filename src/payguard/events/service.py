@@ -21,7 +21,15 @@ _INSERT = insert(cast(Table, OutboxEvent.__table__))
 
 # Every security-relevant event also goes to the tamper-evident audit log, in the same
 # transaction. Payments are audited at their decisions, not at every step.
-AUDITED_PREFIXES = ("identity.", "security.", "approval.", "ledger.account_", "console.", "keys.")
+AUDITED_PREFIXES = (
+    "identity.",
+    "security.",
+    "approval.",
+    "ledger.account_",
+    "console.",
+    "keys.",
+    "risk.alert_",
+)
 AUDITED_PAYMENT_STATUSES = frozenset({"rejected", "held_for_review", "confirmed", "failed"})
 _REFUSED_WORDS = ("failed", "refused", "rejected", "reused", "locked", "expired")
 _ACTOR_KEYS = (("by_staff_id", "staff"), ("staff_id", "staff"), ("customer_id", "customer"))

@@ -103,6 +103,13 @@ class UnlockRequest(BaseModel):
     username: StrictStr = Field(min_length=1, max_length=64)
 
 
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=1, max_length=256)
+
+
 class KycTierChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

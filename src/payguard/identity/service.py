@@ -8,8 +8,9 @@ digest is an index probe, which keeps the comparison out of Python entirely.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,7 +19,14 @@ from payguard.crypto.envelope import envelope_for
 from payguard.errors import Conflict, NotAuthenticated, NotFound, ValidationProblem
 from payguard.events import service as events
 from payguard.identity import kyc, sessions, totp
-from payguard.identity.models import Customer, StaffUser
+from payguard.identity.models import (
+    AuthChallenge,
+    AuthSession,
+    Customer,
+    Device,
+    LoginAttempt,
+    StaffUser,
+)
 from payguard.identity.passwords import check_password_policy, hash_password
 from payguard.identity.sessions import IssuedSession
 from payguard.ledger import service as ledger
@@ -277,3 +285,103 @@ def set_kyc_tier(session: Session, customer_id: str, tier: int) -> Customer:
     customer.kyc_tier = tier
     events.emit(session, "identity.kyc_tier_changed", {"customer_id": customer_id, "tier": tier})
     return customer
+
+
+@dataclass(frozen=True)
+class RiskFacts:
+    """What identity knows that the risk engine weighs: no personal data."""
+
+    kyc_tier: int
+    phone_index: str | None
+    session_started_at: datetime | None
+    second_factor_at: datetime | None
+    failed_logins_1h: int
+    password_changed_at: datetime | None
+    device_registered_at: datetime | None
+
+
+def risk_facts(
+    session: Session,
+    customer: Customer,
+    *,
+    session_id: str | None,
+    device_id: str | None,
+    now: datetime,
+) -> RiskFacts:
+    started_at: datetime | None = None
+    second_factor_at: datetime | None = None
+    if session_id:
+        row = session.execute(
+            select(AuthSession.created_at, AuthSession.auth_level).where(
+                AuthSession.id == session_id
+            )
+        ).first()
+        if row is not None:
+            started_at = row.created_at
+            if "+" in (row.auth_level or ""):
+                second_factor_at = row.created_at
+    stepped_up = session.scalar(
+        select(func.max(AuthChallenge.passed_at)).where(
+            AuthChallenge.subject_kind == "customer", AuthChallenge.subject_id == customer.id
+        )
+    )
+    if stepped_up is not None and (second_factor_at is None or stepped_up > second_factor_at):
+        second_factor_at = stepped_up
+    failed = session.scalar(
+        select(func.count())
+        .select_from(LoginAttempt)
+        .where(
+            LoginAttempt.subject_id == customer.id,
+            LoginAttempt.succeeded.is_(False),
+            LoginAttempt.at >= now - timedelta(hours=1),
+        )
+    )
+    registered = (
+        session.scalar(select(Device.created_at).where(Device.id == device_id))
+        if device_id
+        else None
+    )
+    return RiskFacts(
+        kyc_tier=customer.kyc_tier,
+        phone_index=customer.phone_index,
+        session_started_at=started_at,
+        second_factor_at=second_factor_at,
+        failed_logins_1h=int(failed or 0),
+        password_changed_at=customer.password_changed_at,
+        device_registered_at=registered,
+    )
+
+
+def change_password(
+    session: Session,
+    settings: Settings,
+    customer_id: str,
+    *,
+    session_id: str,
+    current_password: str,
+    new_password: str,
+) -> int:
+    """Change the password; every other session of the customer ends. Returns how many."""
+    from payguard.identity.passwords import verify_password
+
+    customer = get_customer(session, customer_id)
+    if not verify_password(settings, customer.password_hash, current_password):
+        raise NotAuthenticated("the current password is not correct")
+    check_password_policy(new_password, username=customer.username)
+    customer.password_hash = hash_password(settings, new_password)
+    customer.password_changed_at = clock.now()
+    ended = 0
+    for other in session.scalars(
+        select(AuthSession).where(
+            AuthSession.subject_kind == "customer",
+            AuthSession.subject_id == customer_id,
+            AuthSession.revoked_at.is_(None),
+            AuthSession.id != session_id,
+        )
+    ):
+        sessions.revoke(session, other.id, reason="password_changed")
+        ended += 1
+    events.emit(
+        session, "identity.password_changed", {"customer_id": customer_id, "sessions_ended": ended}
+    )
+    return ended

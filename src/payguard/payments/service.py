@@ -37,12 +37,12 @@ from payguard.errors import (
     ValidationProblem,
 )
 from payguard.events import service as events
-from payguard.identity import instructions, permissions, stepup
+from payguard.identity import instructions, notifications, permissions, stepup
 from payguard.identity import service as identity
 from payguard.identity.permissions import Permission
 from payguard.identity.service import Principal
 from payguard.ledger import service as ledger
-from payguard.ledger.models import AccountKind, SystemAccount
+from payguard.ledger.models import AccountKind, AccountStatus, SystemAccount
 from payguard.money import MAX_AMOUNT, is_known_currency
 from payguard.payments import fees, idempotency, instruments, limits
 from payguard.payments.models import (
@@ -65,7 +65,8 @@ from payguard.payments.schemas import (
     SettlementLine,
     SettlementReport,
 )
-from payguard.risk.engine import Assessor, RiskContext
+from payguard.risk import service as risk
+from payguard.risk.engine import Assessor, Decision, RiskContext
 from payguard.settings import Settings
 
 PAYMENTS = cast(Table, Payment.__table__)
@@ -83,7 +84,10 @@ INSTRUCTION_PROBLEMS = (
 class _StepUpNeeded(Exception):
     """Raised inside the payment transaction; the challenge is created after the rollback."""
 
-    def __init__(self, reasons: list[str]) -> None:
+    def __init__(
+        self, reasons: list[str], assessed: tuple[RiskContext, Decision] | None = None
+    ) -> None:
+        self.assessed = assessed
         super().__init__(", ".join(reasons))
         self.reasons = reasons
 
@@ -243,16 +247,23 @@ class PaymentService:
         try:
             return self.run_idempotent(
                 scope,
-                lambda session: self._submit_in(session, customer_id, request, ip, instruction),
+                lambda session: self._submit_in(
+                    session, customer_id, request, ip, instruction, principal.session_id
+                ),
                 before_claim=lambda session: self._verify_instruction(
                     session, principal, instruction
                 ),
             )
         except _StepUpNeeded as needed:
-            reasons = needed.reasons
-            challenge = self.db.transact(
-                lambda session: self._challenge(session, customer_id, instruction, reasons)
-            )
+            reasons, assessed = needed.reasons, needed.assessed
+
+            def challenge_in(session: Session) -> Any:
+                if assessed is not None:
+                    # The attempt rolled back; its decision is kept all the same.
+                    risk.record_receipt(session, *assessed)
+                return self._challenge(session, customer_id, instruction, reasons)
+
+            challenge = self.db.transact(challenge_in)
             raise stepup.required_problem(challenge, reasons) from None
         except ProblemError as problem:
             refusal = problem
@@ -375,6 +386,7 @@ class PaymentService:
         request: PaymentRequest,
         ip: str | None,
         signed: _Instruction | None = None,
+        session_id: str | None = None,
     ) -> Reply | _Pending:
         customer = identity.get_customer(session, customer_id)
         currency = request.currency.upper()
@@ -427,27 +439,46 @@ class PaymentService:
         draft.move(PaymentStatus.VERIFIED)
 
         device = signed.device if signed is not None else None
-        decision = self.assessor.assess(
-            RiskContext(
-                payment_id=payment_id,
-                kind=kind.value,
-                customer_id=customer_id,
-                payer_account_id=payer,
-                payee_account_id=payee,
-                amount=request.amount,
-                currency=currency,
-                at=now,
-                ip=ip,
-                device_id=device.id if device is not None else None,
-                device_new=device is not None and device.is_new,
-            )
+        facts = identity.risk_facts(
+            session,
+            customer,
+            session_id=session_id,
+            device_id=device.id if device is not None else None,
+            now=now,
         )
+        context = RiskContext(
+            payment_id=payment_id,
+            kind=kind.value,
+            customer_id=customer_id,
+            payer_account_id=payer,
+            payee_account_id=payee,
+            amount=request.amount,
+            currency=currency,
+            at=now,
+            channel="app" if device is not None else "api",
+            ip=ip,
+            device_id=device.id if device is not None else None,
+            device_new=device is not None and device.is_new,
+            device_registered_at=facts.device_registered_at,
+            bank_token=instruction.get("bank_token"),
+            phone_index=facts.phone_index,
+            kyc_tier=facts.kyc_tier,
+            session_started_at=facts.session_started_at,
+            second_factor_at=facts.second_factor_at,
+            failed_logins_1h=facts.failed_logins_1h,
+            password_changed_at=facts.password_changed_at,
+            payee_kind="merchant" if kind == PaymentKind.MERCHANT else None,
+        )
+        decision = self.assessor.assess(context)
         draft.payment["decision"] = decision.as_record()
         draft.move(PaymentStatus.ASSESSED, f"risk: {decision.action}, score {decision.score}")
 
         if decision.action == "block":
+            risk.record_receipt(session, context, decision)
             draft.payment["failure_code"] = "risk_blocked"
             draft.move(PaymentStatus.REJECTED, "blocked by risk assessment")
+            if decision.severe and payer is not None and self.settings.risk_freeze_on_block:
+                self._freeze_for_risk(session, customer_id, payer, decision)
             return self._write_reply(session, draft, 422)
         if signed is not None:
             reasons = self._step_up_reasons(
@@ -459,7 +490,7 @@ class PaymentService:
                 if signed.challenge_id is None or not stepup.consume(
                     session, customer_id, signed.challenge_id, signed.hash
                 ):
-                    raise _StepUpNeeded(reasons)
+                    raise _StepUpNeeded(reasons, (context, decision))
                 draft.move(PaymentStatus.VERIFIED, f"step-up passed ({', '.join(reasons)})")
             if signed.signed is not None and signed.device is not None:
                 instructions.record_evidence(
@@ -472,6 +503,7 @@ class PaymentService:
                 )
                 instructions.mark_device_used(session, signed.device)
 
+        risk.record_receipt(session, context, decision)
         if kind in OUTGOING_KINDS:
             limits.consume(
                 session,
@@ -518,6 +550,24 @@ class PaymentService:
         draft.move(PaymentStatus.POSTED, "ledger transfer posted")
         draft.move(PaymentStatus.CONFIRMED)
         return self._write_reply(session, draft, 201)
+
+    def _freeze_for_risk(
+        self, session: Session, customer_id: str, wallet_id: str, decision: Decision
+    ) -> None:
+        """A block for a severe reason stops the wallet too, and the customer is told."""
+        codes = ", ".join(reason.code for reason in decision.reasons)
+        ledger.set_status(
+            session, wallet_id, AccountStatus.FROZEN, reason=f"risk engine: {codes}"[:200]
+        )
+        notifications.notify_customer(
+            session,
+            self.settings,
+            customer_id,
+            "We blocked a payment from your wallet and froze the wallet to protect your money. "
+            "If it was not you, change your password. Call us to unfreeze it. / "
+            "我们拦截了一笔可疑支付并冻结了您的钱包以保护资金安全。如非本人操作请立即修改密码，"
+            "并联系客服解冻。",
+        )
 
     def _fee_legs(self, session: Session, payer: str, fee: int, currency: str) -> list[ledger.Leg]:
         if fee == 0:
@@ -796,25 +846,35 @@ class PaymentService:
 
     def resolve_review(self, payment_id: str, *, approve: bool, reason: str) -> PaymentOut:
         """Approve (post the held funds) or reject (release them) a held payment."""
+        return self.db.transact(
+            lambda session: self.resolve_review_in(
+                session, payment_id, approve=approve, reason=reason
+            )
+        )
 
-        def work(session: Session) -> PaymentOut:
-            payment = self._lock(session, payment_id)
-            if payment.status != PaymentStatus.HELD_FOR_REVIEW or payment.hold_id is None:
-                raise PaymentNotRefundable("the payment is not held for review")
-            if approve and payment.kind == PaymentKind.WITHDRAWAL.value:
-                raise PaymentNotReleasable("a held withdrawal is released by payout approval")
-            if approve:
-                posted = ledger.post_hold(session, payment.hold_id, amount=payment.amount)
-                payment.transfer_id = posted.id
-                self._move(session, payment, PaymentStatus.POSTED, f"approved: {reason}")
-                self._move(session, payment, PaymentStatus.CONFIRMED, None)
-            else:
-                ledger.void_hold(session, payment.hold_id)
-                payment.failure_code = "review_rejected"
-                self._move(session, payment, PaymentStatus.FAILED, f"rejected: {reason}")
-            return PaymentOut.model_validate_json(self._out(session, payment))
+    def resolve_review_in(
+        self, session: Session, payment_id: str, *, approve: bool, reason: str
+    ) -> PaymentOut:
+        """:meth:`resolve_review` inside the caller's transaction (a four-eyes approval)."""
+        payment = self._lock(session, payment_id)
+        if payment.status != PaymentStatus.HELD_FOR_REVIEW or payment.hold_id is None:
+            raise PaymentNotRefundable("the payment is not held for review")
+        if approve and payment.kind == PaymentKind.WITHDRAWAL.value:
+            raise PaymentNotReleasable("a held withdrawal is released by payout approval")
+        if approve:
+            posted = ledger.post_hold(session, payment.hold_id, amount=payment.amount)
+            payment.transfer_id = posted.id
+            self._move(session, payment, PaymentStatus.POSTED, f"approved: {reason}")
+            self._move(session, payment, PaymentStatus.CONFIRMED, None)
+        else:
+            ledger.void_hold(session, payment.hold_id)
+            payment.failure_code = "review_rejected"
+            self._move(session, payment, PaymentStatus.FAILED, f"rejected: {reason}")
+        return PaymentOut.model_validate_json(self._out(session, payment))
 
-        return self.db.transact(work)
+    def held_payment(self, session: Session, payment_id: str) -> PaymentOut:
+        """A payment as staff see it (the review queue shows the held ones)."""
+        return PaymentOut.model_validate_json(self._out(session, self._load(session, payment_id)))
 
     # ------------------------------------------------------------ payout release
 

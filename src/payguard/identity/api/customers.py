@@ -19,6 +19,7 @@ from payguard.identity.schemas import (
     KycTierChange,
     LoginRequest,
     MeOut,
+    PasswordChange,
     RefreshRequest,
     SessionOut,
     UnlockRequest,
@@ -228,6 +229,27 @@ def my_profile(principal: PrincipalDep, svc: ServicesDep) -> CustomerOut:
     if principal.kind != "customer":
         raise Forbidden("this endpoint is for customers")
     return _customer_out(svc, principal.subject_id)
+
+
+@router.post(
+    "/customers/me/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Change your password; your other sessions end",
+    **access(audience=CUSTOMERS),
+)
+def change_password(body: PasswordChange, principal: PrincipalDep, svc: ServicesDep) -> None:
+    if principal.kind != "customer":
+        raise Forbidden("this endpoint is for customers")
+    svc.db.transact(
+        lambda session: service.change_password(
+            session,
+            svc.settings,
+            principal.subject_id,
+            session_id=principal.session_id,
+            current_password=body.current_password,
+            new_password=body.new_password,
+        )
+    )
 
 
 @router.get(
