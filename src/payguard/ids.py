@@ -26,6 +26,9 @@ PREFIXES = {
     "passkey": "pky",
     "message": "msg",
     "login_attempt": "lat",
+    "list_entry": "lst",
+    "decision": "dec",
+    "alert": "alr",
 }
 
 

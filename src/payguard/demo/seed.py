@@ -16,7 +16,7 @@ from payguard.identity.service import Principal
 from payguard.payments import service as payments
 from payguard.payments.rails import SimulatedRail
 from payguard.payments.schemas import PaymentRequest
-from payguard.risk.engine import PassThroughAssessor
+from payguard.risk.engine import build_engine
 from payguard.settings import Settings
 
 # username, display name, KYC tier, opening top-up, phone (a reserved-looking demo number)
@@ -58,7 +58,9 @@ class _DemoDevice:
 def _seed_history(database: Database, settings: Settings, owners: dict[str, str]) -> None:
     """Opening top-ups and a few payments, made through the real payment pipeline:
     signed by a device key and, where policy asks, passing step-up by SMS code."""
-    service = payments.PaymentService(database, settings, PassThroughAssessor(), SimulatedRail())
+    service = payments.PaymentService(
+        database, settings, build_engine(database, settings), SimulatedRail()
+    )
     currency = settings.default_currency
     devices_by_user = {
         username: _register_seed_device(database, settings, customer_id)

@@ -30,6 +30,13 @@ def latest_sent_code(session: Session, settings: Settings, recipient: str) -> st
 
     For the developer console, the tests and the in-process simulator: with the outbox
     sender, this is where a one-time code "arrives"."""
+    body = latest_sent_message(session, settings, recipient) or ""
+    match = re.search(r"\b(\d{6})\b", body)
+    return match.group(1) if match else None
+
+
+def latest_sent_message(session: Session, settings: Settings, recipient: str) -> str | None:
+    """The newest message body the outbox sender 'sent' to ``recipient``."""
     envelope = envelope_for(settings)
     newest = session.execute(
         select(SentMessage.id, SentMessage.body)
@@ -37,6 +44,6 @@ def latest_sent_code(session: Session, settings: Settings, recipient: str) -> st
         .order_by(SentMessage.created_at.desc(), SentMessage.id.desc())
         .limit(1)
     ).first()
-    body = envelope.open(session, f"sent_messages.body.{newest.id}", newest.body) if newest else ""
-    match = re.search(r"\b(\d{6})\b", body)
-    return match.group(1) if match else None
+    if newest is None:
+        return None
+    return envelope.open(session, f"sent_messages.body.{newest.id}", newest.body)

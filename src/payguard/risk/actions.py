@@ -5,8 +5,10 @@ Each module that owns such an operation contributes one ``Action`` here."""
 from __future__ import annotations
 
 from payguard.identity.approvals import Action
+from payguard.risk import learning
 
 
 def approval_actions() -> list[Action]:
     actions: list[Action] = []
+    actions.append(learning.activate_action())
     return actions

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from payguard import clock
+from payguard import clock, ids
 from payguard.identity.permissions import Permission
-from payguard.risk import reviews, service
+from payguard.risk import lists_api, models_api, reviews, service
 from payguard.risk.engine import RiskContext
 from payguard.risk.engine_schemas import (
     AlertOut,
@@ -88,7 +88,7 @@ def get_decision(decision_id: str, svc: ServicesDep) -> ReceiptOut:
     with svc.db.read() as session:
         receipt = (
             service.get_receipt(session, decision_id)
-            if decision_id.startswith("decision")
+            if ids.has_prefix(decision_id, "decision")
             else service.receipt_of_payment(session, decision_id)
         )
         return ReceiptOut.model_validate(receipt)
@@ -201,3 +201,5 @@ def reject_review(
 
 
 router.include_router(engine_router)
+router.include_router(lists_api.router)
+router.include_router(models_api.router)

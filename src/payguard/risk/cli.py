@@ -13,16 +13,23 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
+from payguard import ids
 from payguard.identity import service as identity
 from payguard.identity.cli import AsOption, OtpOption, _with_services
 from payguard.risk import reviews, service
 from payguard.risk.engine_schemas import AlertOut, ReceiptOut, ReviewOutcome
+from payguard.risk.learning_cli import label, models_app, train
+from payguard.risk.lists_cli import lists_app
 
 risk_app = typer.Typer(help="The risk engine", no_args_is_help=True)
 alerts_app = typer.Typer(help="Risk alerts", no_args_is_help=True)
 reviews_app = typer.Typer(help="The review queue of held payments", no_args_is_help=True)
 risk_app.add_typer(alerts_app, name="alerts")
 risk_app.add_typer(reviews_app, name="reviews")
+risk_app.command("train")(train)
+risk_app.add_typer(models_app, name="models")
+risk_app.command("label")(label)
+risk_app.add_typer(lists_app, name="lists")
 console = Console()
 
 
@@ -37,7 +44,7 @@ def explain(
         with services.db.read() as session:
             receipt = (
                 service.get_receipt(session, payment_id)
-                if payment_id.startswith("decision")
+                if ids.has_prefix(payment_id, "decision")
                 else service.receipt_of_payment(session, payment_id)
             )
             return ReceiptOut.model_validate(receipt)

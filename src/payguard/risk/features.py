@@ -331,7 +331,9 @@ class FeatureComputer:
         snapshot = lists or NoLists()
         verdicts = {
             "payer": snapshot.match("account", facts.payer),
-            "payee": snapshot.match("payee", facts.payee) or snapshot.match("account", facts.payee),
+            "payee": _strongest(
+                snapshot.match("payee", facts.payee), snapshot.match("account", facts.payee)
+            ),
             "device": snapshot.match("device", facts.device_id),
             "ip": snapshot.match("ip", facts.ip),
             "phone": snapshot.match("phone", facts.phone_index),
@@ -377,6 +379,13 @@ class FeatureComputer:
             if account:
                 plan.set_members.append((f"card_accounts:{facts.bank_token}", account, at))
         self.store.write(plan)
+
+
+def _strongest(*verdicts: str) -> str:
+    for verdict in ("block", "watch", "allow"):
+        if verdict in verdicts:
+            return verdict
+    return ""
 
 
 def vector(features: dict[str, Any], names: tuple[str, ...] | list[str]) -> list[float]:
