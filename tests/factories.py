@@ -271,3 +271,19 @@ def payment_count(client: httpx.Client, settings: Settings) -> int:
         cursor = page["next_cursor"]
         if not cursor:
             return count
+
+
+def allow_list(client: httpx.Client, settings: Settings, customer: Customer) -> None:
+    """Put a customer's wallet on the risk allow list: a scripted test payer (like a
+    payroll account) is exempt from the velocity and habit rules."""
+    reply = client.post(
+        "/v1/risk/lists",
+        headers=staff_auth(settings, "risk_analyst"),
+        json={
+            "list": "allow",
+            "subject": "account",
+            "value": customer.wallet_id,
+            "reason": "test payer: scripted bursts of payments",
+        },
+    )
+    assert reply.status_code == 201, reply.text

@@ -21,6 +21,7 @@ from payguard.db.engine import Database
 from payguard.errors import ProblemError
 from payguard.identity.cli import approvals_app
 from payguard.privacy.cli import privacy_app
+from payguard.risk.aml_cli import aml_app
 from payguard.risk.cli import risk_app
 from payguard.settings import Settings, get_settings
 
@@ -50,6 +51,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(keys_app, name="keys")
 app.add_typer(risk_app, name="risk")
+app.add_typer(aml_app, name="aml")
 
 console = Console()
 err_console = Console(stderr=True)

@@ -16,6 +16,7 @@ from payguard.settings import Settings
 from tests.factories import (
     Customer,
     Outbox,
+    allow_list,
     invariants,
     register,
     set_tier,
@@ -46,6 +47,7 @@ def test_eight_workers_by_five_hundred_payments_keep_the_ledger_right(
         customers = [register(client, f"c{index:02d}", db=outbox) for index in range(ACCOUNTS)]
         for customer in customers:
             set_tier(client, settings, customer, 3)
+            allow_list(client, settings, customer)
             top_up(client, customer, OPENING, db=outbox)
 
         def worker(seed: int) -> list[tuple[int, str | None, str]]:
@@ -102,6 +104,7 @@ def test_parallel_payments_cannot_overshoot_the_daily_limit(
     with httpx.Client(base_url=live_server, timeout=60) as client:
         rich = register(client, "rich", db=outbox)
         register(client, "friend", db=outbox)
+        allow_list(client, settings, rich)
         top_up(client, rich, 1_000_000, db=outbox)
 
         # Tier 0: 1,000.00 CNY a day; twenty payments of 100.00 race for ten slots.

@@ -688,7 +688,7 @@ def cli_db(
 def run(*args: str, code: int = 0) -> str:
     from payguard import cli
 
-    result = runner.invoke(cli.app, ["risk", "lists", *args])
+    result = runner.invoke(cli.app, ["risk", "lists", *args], env={"COLUMNS": "200"})
     assert result.exit_code == code, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "Traceback" not in result.output

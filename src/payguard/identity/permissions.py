@@ -47,7 +47,7 @@ class Permission(StrEnum):
     RISK_REVIEW = "risk:review"  # approve/reject held payments; four-eyes above a line
     RISK_MODELS_TRAIN = "risk:models-train"
     RISK_MODELS_ACTIVATE = "risk:models-activate"  # four-eyes
-    AML_REPORT = "aml:report"
+    AML_REPORT = "aml:read"  # read the large-value and suspicious-transaction reports
 
 
 FOUR_EYES = frozenset(

@@ -68,10 +68,13 @@ class PaymentHistoryItem(BaseModel):
 
 
 class DecisionOut(BaseModel):
+    """The risk engine's decision: ``payguard risk explain`` shows the whole receipt."""
+
     action: str
     score: int
     reasons: list[dict[str, Any]] = []
-    customer_tip: str | None = None
+    customer_tip: str | None = Field(default=None, description="a warning for the payer")
+    customer_tip_zh: str | None = None
     ruleset_version: str
     model_version: str
 

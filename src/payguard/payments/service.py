@@ -469,7 +469,7 @@ class PaymentService:
             password_changed_at=facts.password_changed_at,
             payee_kind="merchant" if kind == PaymentKind.MERCHANT else None,
         )
-        decision = self.assessor.assess(context)
+        decision = self.assessor.assess(context, observe=False)
         draft.payment["decision"] = decision.as_record()
         draft.move(PaymentStatus.ASSESSED, f"risk: {decision.action}, score {decision.score}")
 
@@ -514,6 +514,8 @@ class PaymentService:
                 currency=currency,
                 at=now,
             )
+        # The payment goes ahead (posted, held or sent to the rail): it counts from now.
+        self.assessor.observe(context)
         if decision.action == "review":
             return self._hold_for_review(session, draft, wallet_id, payee, currency)
         if (

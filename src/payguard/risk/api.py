@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 
 from payguard import clock, ids
 from payguard.identity.permissions import Permission
-from payguard.risk import lists_api, models_api, reviews, service
+from payguard.risk import aml_api, lists_api, models_api, reviews, rules_api, service
 from payguard.risk.engine import RiskContext
 from payguard.risk.engine_schemas import (
     AlertOut,
@@ -203,3 +203,5 @@ def reject_review(
 router.include_router(engine_router)
 router.include_router(lists_api.router)
 router.include_router(models_api.router)
+router.include_router(rules_api.router)
+router.include_router(aml_api.router)

@@ -20,6 +20,7 @@ from payguard.risk import reviews, service
 from payguard.risk.engine_schemas import AlertOut, ReceiptOut, ReviewOutcome
 from payguard.risk.learning_cli import label, models_app, train
 from payguard.risk.lists_cli import lists_app
+from payguard.risk.rules_cli import backtest, rules_app
 
 risk_app = typer.Typer(help="The risk engine", no_args_is_help=True)
 alerts_app = typer.Typer(help="Risk alerts", no_args_is_help=True)
@@ -30,6 +31,8 @@ risk_app.command("train")(train)
 risk_app.add_typer(models_app, name="models")
 risk_app.command("label")(label)
 risk_app.add_typer(lists_app, name="lists")
+risk_app.add_typer(rules_app, name="rules")
+risk_app.command("backtest")(backtest)
 console = Console()
 
 

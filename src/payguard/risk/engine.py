@@ -137,14 +137,19 @@ class Decision:
 
 
 class Assessor(Protocol):
-    def assess(self, context: RiskContext) -> Decision: ...
+    def assess(self, context: RiskContext, *, observe: bool = True) -> Decision: ...
+
+    def observe(self, context: RiskContext) -> None: ...
 
 
 class PassThroughAssessor:
     """Allows everything: for tools that never submit payments (reports, sweeps)."""
 
-    def assess(self, context: RiskContext) -> Decision:
+    def assess(self, context: RiskContext, *, observe: bool = True) -> Decision:
         return Decision(action="allow", score=0, ruleset_version="pass-through")
+
+    def observe(self, context: RiskContext) -> None:
+        return None
 
 
 class RuleHitLike(Protocol):
@@ -220,7 +225,11 @@ class RiskEngine:
         self.models = models or _Fixed(None)
         self.lists = lists or _Fixed(NoLists())
 
-    def assess(self, context: RiskContext) -> Decision:
+    def assess(self, context: RiskContext, *, observe: bool = True) -> Decision:
+        """Decide; unless told not to, record the payment (when not blocked) at once.
+
+        The payment path records it itself (:meth:`observe`) once the payment goes ahead,
+        so a challenged attempt and its step-up retry count once, not twice."""
         started = time.perf_counter()
         facts = context.facts()
         try:
@@ -234,16 +243,20 @@ class RiskEngine:
                 "timeout", decision.features, decision.ruleset_version, decision.model_version
             )
         decision = replace(decision, elapsed_ms=round(elapsed, 3))
-        if decision.action != "block":
-            try:
-                self.computer.observe(facts)
-            except Exception as error:
-                log.warning("risk_observe_failed", error_type=type(error).__name__)
+        if observe and decision.action != "block":
+            self.observe(context)
         RISK_LATENCY.observe(elapsed / 1000.0)
         RISK_DECISIONS.labels(decision.action).inc()
         if decision.fallback:
             RISK_FALLBACKS.labels(decision.fallback).inc()
         return decision
+
+    def observe(self, context: RiskContext) -> None:
+        """Count the payment in the velocity and habit counters."""
+        try:
+            self.computer.observe(context.facts())
+        except Exception as error:  # a lost count must not fail the payment
+            log.warning("risk_observe_failed", error_type=type(error).__name__)
 
     def features_of(self, context: RiskContext) -> dict[str, Any]:
         """The features this payment would have now (no recording); for explanations."""
