@@ -37,7 +37,7 @@ from payguard.db.engine import Database
 from payguard.db.migrate import upgrade
 from payguard.risk import learning, rules
 from payguard.risk.counters import EmbeddedCounterStore
-from payguard.risk.engine import SEVERITY, RiskContext, RiskEngine, computer_for
+from payguard.risk.engine import RiskContext, RiskEngine, computer_for
 from payguard.risk.lists import ListCache
 from payguard.settings import Settings
 from payguard.simulator import engine as simulator
@@ -135,24 +135,13 @@ def planned_rows(customers: int, days: int, folder: Path) -> list[learning.Label
     return learning.load_dataset(path, "payguard-sim")
 
 
-def rules_points(settings: Settings) -> Any:
-    ruleset = rules.builtin_ruleset()
-
-    def score(features: dict[str, Any]) -> float:
-        # The action ranks first (a block outranks any score), then the points.
-        action, points = rules.combine(ruleset.evaluate(features), 0, settings)
-        return float(SEVERITY[action] * 100 + points)
-
-    return score
-
-
 def measure_payment_path(settings: Settings, payments: int) -> dict[str, float]:
     """Signed p2p payments in process; the engine's share from the receipts."""
     from fastapi.testclient import TestClient
+    from tests.factories import pay, register, set_tier, top_up
 
     from payguard.app import create_app
     from payguard.risk.models import RiskReceipt
-    from tests.factories import pay, register, set_tier, top_up
 
     with TestClient(create_app(settings)) as client:
         payer, payee = register(client, "bench-payer"), register(client, "bench-payee")
@@ -200,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         contexts = traffic(args.assessments)
         console.print("quality: replaying the simulator's planned timeline…")
         rows = planned_rows(args.customers, args.days, Path(folder))
-        trained = learning.train(rows, settings, rules_score=rules_points(settings))
+        trained = learning.train(
+            rows, settings, rules_score=rules.ranking_scorer(rules.builtin_ruleset(), settings)
+        )
         console.print("in-process assessments…")
         rules_only = measure_engine(settings, database, contexts, None)
         with_model = measure_engine(settings, database, contexts, trained.scoring_model("bench"))
@@ -220,7 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     table.add_row("in the payment path", "", f"{path['p50_us']:.0f}", f"{path['p99_us']:.0f}")
     console.print(table)
     quality = Table("scorer", "AUPRC", "ROC-AUC", "recall @1% FPR", title="quality (held out)")
-    for name, key in (("rules alone", "rules"), ("model alone", "test"), ("both", "model_and_rules")):
+    for name, key in (
+        ("rules alone", "rules"),
+        ("model alone", "test"),
+        ("both", "model_and_rules"),
+    ):
         part = metrics.get(key, {})
         quality.add_row(
             name,

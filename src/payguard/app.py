@@ -21,6 +21,7 @@ from payguard.approval_actions import build_catalogue
 from payguard.audit import service as audit
 from payguard.audit.api import router as audit_router
 from payguard.console.api import router as console_router
+from payguard.console.risk_pages import router as console_risk_router
 from payguard.crypto.keyring import load_signer
 from payguard.db.engine import Database
 from payguard.errors import BodyTooLarge, ProblemError
@@ -246,5 +247,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(payments_router)
     app.include_router(audit_router)
     app.include_router(risk_router)
+    app.include_router(console_risk_router)  # before console_router: its catch-all is last
     app.include_router(console_router)
     return app

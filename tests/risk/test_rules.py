@@ -241,7 +241,7 @@ class World:
 def _burst(count: int, within: timedelta) -> dict[str, Any]:
     step = within / (count + 1)
     world = World().past(*(payment(AFTERNOON - step * (n + 1), amount=800) for n in range(count)))
-    return world.features(payment(amount=12_000))
+    return world.features(payment(amount=60_000))
 
 
 def _shared_device() -> dict[str, Any]:

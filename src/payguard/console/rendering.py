@@ -23,6 +23,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from payguard.clock import as_utc
 from payguard.console import security
 from payguard.errors import ProblemError
+from payguard.identity import permissions
+from payguard.identity.permissions import Permission
 from payguard.money import format_amount
 from payguard.observability import get_logger
 
@@ -108,6 +110,9 @@ def render(
         "csrf_token": security.csrf_token_for(token) if token else "",
         "csrf_field": security.CSRF_FIELD,
         "nonce": getattr(request.state, "csp_nonce", ""),
+        "can": lambda permission: (
+            principal is not None and permissions.holds(principal, Permission(permission))
+        ),
         "can_change_status": lambda account_status: (
             principal is not None and security.can_change_account_status(principal, account_status)
         ),

@@ -16,6 +16,7 @@ from payguard.identity.service import Principal
 from payguard.payments import service as payments
 from payguard.payments.rails import SimulatedRail
 from payguard.payments.schemas import PaymentRequest
+from payguard.risk import lists
 from payguard.risk.engine import build_engine
 from payguard.settings import Settings
 
@@ -43,7 +44,21 @@ def seed_demo(database: Database, settings: Settings) -> SeedSummary:
             return SeedSummary(created=False, customer_usernames=usernames)
     owners = database.transact(lambda session: _seed(session, settings))
     _seed_history(database, settings, owners)
+    database.transact(lambda session: _seed_risk_lists(session, settings, owners))
     return SeedSummary(created=True, customer_usernames=usernames)
+
+
+def _seed_risk_lists(session: Session, settings: Settings, owners: dict[str, str]) -> None:
+    """Carol's wallet is reported as a mule: paying her shows a blocked payment."""
+    lists.add_entry(
+        session,
+        settings,
+        list_name="block",
+        subject="payee",
+        value=identity.wallet_ids(session, owners["carol"])[0],
+        reason="demo: reported by a customer as a money-mule account",
+        by="demo-seed",
+    )
 
 
 @dataclass

@@ -260,7 +260,7 @@ class PaymentService:
             def challenge_in(session: Session) -> Any:
                 if assessed is not None:
                     # The attempt rolled back; its decision is kept all the same.
-                    risk.record_receipt(session, *assessed)
+                    risk.record_receipt(session, *assessed, went_ahead=False)
                 return self._challenge(session, customer_id, instruction, reasons)
 
             challenge = self.db.transact(challenge_in)

@@ -128,6 +128,35 @@ class _Series:
         return out
 
 
+class _Set:
+    """Members with their last sighting, and those sightings sorted: a distinct count over
+    a window is one bisection."""
+
+    __slots__ = ("seen", "times")
+
+    def __init__(self) -> None:
+        self.seen: dict[str, float] = {}
+        self.times: list[float] = []
+
+    def touch(self, member: str, at: float) -> None:
+        previous = self.seen.get(member)
+        if previous is not None:
+            if at <= previous:
+                return
+            del self.times[bisect.bisect_left(self.times, previous)]
+        self.seen[member] = at
+        bisect.insort(self.times, at)
+        if len(self.seen) > SET_CAP:
+            cutoff = self.times[len(self.seen) - SET_CAP - 1]
+            for gone in [name for name, when in self.seen.items() if when <= cutoff]:
+                del self.seen[gone]
+            self.times = sorted(self.seen.values())
+
+    def distinct(self, now: float) -> list[int]:
+        total = len(self.times)
+        return [total - bisect.bisect_left(self.times, now - span) for span in SPANS]
+
+
 class EmbeddedCounterStore:
     """In-process counters: the default, for one server process (``make run``)."""
 
@@ -136,7 +165,7 @@ class EmbeddedCounterStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._series: dict[str, _Series] = {}
-        self._sets: dict[str, dict[str, float]] = {}
+        self._sets: dict[str, _Set] = {}
         self._samples: dict[str, deque[int]] = {}
         self._hours: dict[str, list[int]] = {}
         self._lasts: dict[str, str] = {}
@@ -150,12 +179,11 @@ class EmbeddedCounterStore:
                     series.windows(now) if series is not None else [(0, 0)] * len(SPANS)
                 )
             for key in plan.sets:
-                members = self._sets.get(key, {})
-                result.sets[key] = [
-                    sum(1 for seen in members.values() if seen >= now - span) for span in SPANS
-                ]
+                found = self._sets.get(key)
+                result.sets[key] = found.distinct(now) if found else [0] * len(SPANS)
             for key, member in plan.members:
-                result.members[(key, member)] = self._sets.get(key, {}).get(member)
+                found = self._sets.get(key)
+                result.members[(key, member)] = found.seen.get(member) if found else None
             for key in plan.samples:
                 result.samples[key] = list(self._samples.get(key, ()))
             for key in plan.hours:
@@ -171,12 +199,10 @@ class EmbeddedCounterStore:
                 series.add(at, amount)
                 series.prune(at - LONGEST)
             for key, member, at in plan.set_members:
-                members = self._sets.setdefault(key, {})
-                members[member] = max(at, members.get(member, at))
-                if len(members) > SET_CAP:
-                    oldest = sorted(members.items(), key=lambda item: item[1])
-                    for gone, _ in oldest[: len(members) - SET_CAP]:
-                        del members[gone]
+                found = self._sets.get(key)
+                if found is None:
+                    found = self._sets[key] = _Set()
+                found.touch(member, at)
             for key, amount in plan.samples:
                 self._samples.setdefault(key, deque(maxlen=SAMPLE_SIZE)).append(amount)
             for key, hour in plan.hours:

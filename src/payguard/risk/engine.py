@@ -20,7 +20,7 @@ marked so that an alert records it.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -233,19 +233,21 @@ class RiskEngine:
         started = time.perf_counter()
         facts = context.facts()
         try:
-            decision = self._decide(facts)
+            decision = self._decide(facts, started)
         except Exception as error:  # a broken part must not stop payments: fall back
             log.warning("risk_assessment_failed", error_type=type(error).__name__)
-            decision = self._fallback("error", {}, "none", "none")
-        elapsed = (time.perf_counter() - started) * 1000.0
-        if decision.fallback is None and elapsed > self.settings.risk_time_budget_ms:
+            decision = self._fallback("error", {}, "none", "none", started)
+        if decision.fallback is None and decision.elapsed_ms > self.settings.risk_time_budget_ms:
             decision = self._fallback(
-                "timeout", decision.features, decision.ruleset_version, decision.model_version
+                "timeout",
+                decision.features,
+                decision.ruleset_version,
+                decision.model_version,
+                started,
             )
-        decision = replace(decision, elapsed_ms=round(elapsed, 3))
         if observe and decision.action != "block":
-            self.observe(context)
-        RISK_LATENCY.observe(elapsed / 1000.0)
+            self._observe(facts)
+        RISK_LATENCY.observe(decision.elapsed_ms / 1000.0)
         RISK_DECISIONS.labels(decision.action).inc()
         if decision.fallback:
             RISK_FALLBACKS.labels(decision.fallback).inc()
@@ -253,8 +255,11 @@ class RiskEngine:
 
     def observe(self, context: RiskContext) -> None:
         """Count the payment in the velocity and habit counters."""
+        self._observe(context.facts())
+
+    def _observe(self, facts: PaymentFacts) -> None:
         try:
-            self.computer.observe(context.facts())
+            self.computer.observe(facts)
         except Exception as error:  # a lost count must not fail the payment
             log.warning("risk_observe_failed", error_type=type(error).__name__)
 
@@ -263,7 +268,7 @@ class RiskEngine:
         lists: ListSnapshot = self.lists.current()
         return self.computer.compute(context.facts(), lists)
 
-    def _decide(self, facts: PaymentFacts) -> Decision:
+    def _decide(self, facts: PaymentFacts, started: float) -> Decision:
         from payguard.risk.rules import combine
 
         lists: ListSnapshot = self.lists.current()
@@ -313,10 +318,16 @@ class RiskEngine:
             model_score=probability,
             contributions=tuple(contributions),
             severe=severe,
+            elapsed_ms=_since(started),
         )
 
     def _fallback(
-        self, cause: str, features: dict[str, Any], ruleset_version: str, model_version: str
+        self,
+        cause: str,
+        features: dict[str, Any],
+        ruleset_version: str,
+        model_version: str,
+        started: float,
     ) -> Decision:
         action: Action = self.settings.risk_fallback_action
         return Decision(
@@ -327,7 +338,12 @@ class RiskEngine:
             model_version=model_version,
             features=features,
             fallback=cause,
+            elapsed_ms=_since(started),
         )
+
+
+def _since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000.0, 3)
 
 
 def build_engine(db: Any, settings: Settings) -> RiskEngine:

@@ -119,6 +119,12 @@ FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec("listed_allow", "bool", "the payer or device on the allow list"),
     FeatureSpec("model_score", "double", "the active model's probability of fraud (-1: none)"),
 )
+_WINDOW_INDEX = {name: index for index, name in enumerate(WINDOWS)}
+_W1H, _W24H, _W7D = _WINDOW_INDEX["1h"], _WINDOW_INDEX["24h"], _WINDOW_INDEX["7d"]
+_VELOCITY_NAMES = {
+    subject: [(f"{subject}_count_{window}", f"{subject}_sum_{window}") for window in WINDOWS]
+    for subject in ("payer", "payee", "device", "ip")
+}
 FEATURE_TYPES: dict[str, FeatureType] = {spec.name: spec.type for spec in FEATURES}
 # What the model may learn from: numbers and flags, not the list verdicts (lists act
 # directly) nor the model's own score.
@@ -247,19 +253,21 @@ class FeatureComputer:
             "ip": read.series.get(f"ip:{facts.ip}", zero),
         }
         for subject, windows in velocity.items():
-            for (window, _), (count, total) in zip(WINDOWS.items(), windows, strict=True):
-                features[f"{subject}_count_{window}"] = count
-                features[f"{subject}_sum_{window}"] = total
-        names = list(WINDOWS)
-        payees = read.sets.get(f"payees:{facts.payer}", [0] * len(names))
-        payers = read.sets.get(f"payers:{facts.payee}", [0] * len(names))
-        devices = read.sets.get(f"device_accounts:{facts.device_id}", [0] * len(names))
-        cards = read.sets.get(f"card_accounts:{facts.bank_token}", [0] * len(names))
-        features["payer_distinct_payees_1h"] = payees[names.index("1h")]
-        features["payer_distinct_payees_24h"] = payees[names.index("24h")]
-        features["payer_distinct_payees_7d"] = payees[names.index("7d")]
-        features["payee_distinct_payers_1h"] = payers[names.index("1h")]
-        features["payee_distinct_payers_24h"] = payers[names.index("24h")]
+            for (count_name, sum_name), (count, total) in zip(
+                _VELOCITY_NAMES[subject], windows, strict=True
+            ):
+                features[count_name] = count
+                features[sum_name] = total
+        nothing = [0] * len(WINDOWS)
+        payees = read.sets.get(f"payees:{facts.payer}", nothing)
+        payers = read.sets.get(f"payers:{facts.payee}", nothing)
+        devices = read.sets.get(f"device_accounts:{facts.device_id}", nothing)
+        cards = read.sets.get(f"card_accounts:{facts.bank_token}", nothing)
+        features["payer_distinct_payees_1h"] = payees[_W1H]
+        features["payer_distinct_payees_24h"] = payees[_W24H]
+        features["payer_distinct_payees_7d"] = payees[_W7D]
+        features["payee_distinct_payers_1h"] = payers[_W1H]
+        features["payee_distinct_payers_24h"] = payers[_W24H]
         # This payment's account counts too: "n accounts on this device" includes it.
         on_device = (
             read.members.get((f"device_accounts:{facts.device_id}", facts.payer))
@@ -268,14 +276,14 @@ class FeatureComputer:
         )
         for window in ("24h", "7d"):
             absent = on_device is None or on_device < now - WINDOWS[window]
-            features[f"device_distinct_accounts_{window}"] = devices[names.index(window)] + int(
+            features[f"device_distinct_accounts_{window}"] = devices[_WINDOW_INDEX[window]] + int(
                 bool(facts.device_id and facts.payer) and absent
             )
-        features["card_distinct_accounts_7d"] = cards[names.index("7d")]
+        features["card_distinct_accounts_7d"] = cards[_W7D]
 
         inflow = read.series.get(f"in:{facts.payer}", zero)
-        features["payer_inflow_sum_1h"] = inflow[names.index("1h")][1]
-        features["payer_inflow_sum_24h"] = inflow[names.index("24h")][1]
+        features["payer_inflow_sum_1h"] = inflow[_W1H][1]
+        features["payer_inflow_sum_24h"] = inflow[_W24H][1]
         inflow_at = read.lasts.get(f"inflow:{facts.payer}")
         features["minutes_since_inflow"] = (
             round(max(0.0, now - float(inflow_at)) / 60.0, 3) if inflow_at else -1.0
@@ -325,8 +333,8 @@ class FeatureComputer:
         line = self.large_value_line
         features["near_threshold"] = 0.9 * line <= facts.amount < line
         near = read.series.get(f"near:{facts.payer}", zero)
-        features["payer_near_threshold_24h"] = near[names.index("24h")][0]
-        features["payer_near_threshold_7d"] = near[names.index("7d")][0]
+        features["payer_near_threshold_24h"] = near[_W24H][0]
+        features["payer_near_threshold_7d"] = near[_W7D][0]
 
         snapshot = lists or NoLists()
         verdicts = {

@@ -47,11 +47,13 @@ def _database() -> tuple[Settings, Database]:
     return settings, Database(settings.database_url)
 
 
-def _rules_scorer(settings: Settings) -> Callable[[dict[str, Any]], float] | None:
-    """The rule pack's points for a feature dictionary, to compare rules and model.
+def _rules_scorer(settings: Settings, database: Any) -> Callable[[dict[str, Any]], float]:
+    """The rule set in force as a ranking score, to compare rules, model and both."""
+    from payguard.risk import rules
 
-    None until the rules module offers a scorer; training then reports the model alone."""
-    return None
+    with database.read() as session:
+        ruleset, _record = rules.active_ruleset(session)
+    return rules.ranking_scorer(ruleset, settings)
 
 
 def metrics_table(metrics: dict[str, Any], title: str = "test part (latest rows)") -> Table:
@@ -157,7 +159,7 @@ def train(
                 test_share=test_share,
                 seed=seed,
                 rounds=rounds,
-                rules_score=_rules_scorer(settings),
+                rules_score=_rules_scorer(settings, database),
                 on_progress=report,
             )
         version: str = database.transact(

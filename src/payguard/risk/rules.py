@@ -52,7 +52,7 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -194,6 +194,19 @@ def combine(hits: Iterable[_Scored], model_points: int, settings: Settings) -> t
     else:
         band = 0
     return VERDICTS[max(band, worst)], score
+
+
+def ranking_scorer(
+    ruleset: CompiledRuleSet, settings: Settings
+) -> Callable[[Mapping[str, Any]], float]:
+    """A rule set as one number per payment, for ranking metrics against a model: the
+    action first (a block outranks any score), then the points."""
+
+    def score(features: Mapping[str, Any]) -> float:
+        action, total = combine(ruleset.evaluate(features), 0, settings)
+        return float(SEVERITY[action] * 100 + total)
+
+    return score
 
 
 def points(hits: Iterable[_Scored]) -> int:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from payguard import clock, ids
@@ -35,8 +35,15 @@ LABEL_OF_DISPOSITION = {
 
 
 def record_receipt(
-    session: Session, context: RiskContext, decision: Decision, *, source: str = "pipeline"
+    session: Session,
+    context: RiskContext,
+    decision: Decision,
+    *,
+    source: str = "pipeline",
+    went_ahead: bool = True,
 ) -> RiskReceipt:
+    """Store the decision. ``went_ahead=False``: an attempt that stopped for step-up and
+    rolled back; its receipt is kept for explanation, but no payment exists to alert on."""
     receipt = RiskReceipt(
         id=ids.new_id("decision"),
         payment_id=context.payment_id if source == "pipeline" else None,
@@ -62,7 +69,7 @@ def record_receipt(
         fallback=decision.fallback is not None,
     )
     session.add(receipt)
-    alert = _alert_for(context, decision)
+    alert = _alert_for(context, decision) if went_ahead else None
     if alert is not None:
         open_alert(session, **alert)
     return receipt
@@ -278,6 +285,19 @@ def receipts_between(session: Session, start: datetime, end: datetime) -> list[R
             .order_by(RiskReceipt.at, RiskReceipt.id)
         )
     )
+
+
+def decisions_per_day(
+    session: Session, start: datetime, end: datetime
+) -> dict[tuple[date, str], int]:
+    """How many decisions of each action per UTC day, counted by the database."""
+    day = func.date(RiskReceipt.at)
+    rows = session.execute(
+        select(day, RiskReceipt.action, func.count())
+        .where(RiskReceipt.at >= start, RiskReceipt.at < end)
+        .group_by(day, RiskReceipt.action)
+    )
+    return {(date.fromisoformat(str(when)[:10]), action): int(n) for when, action, n in rows}
 
 
 def labels_for(session: Session, payment_ids: Sequence[str]) -> dict[str, str]:
