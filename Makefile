@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.auth
 	$(BIN)/python -m bench.audit
 	$(BIN)/python -m bench.crypto
+	$(BIN)/python -m bench.risk
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

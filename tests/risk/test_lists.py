@@ -687,8 +687,10 @@ def cli_db(
 
 def run(*args: str, code: int = 0) -> str:
     from payguard import cli
+    from payguard.risk import lists_cli
 
-    result = runner.invoke(cli.app, ["risk", "lists", *args], env={"COLUMNS": "200"})
+    lists_cli.console.width = 200  # the tables' columns are not cut on a narrow terminal
+    result = runner.invoke(cli.app, ["risk", "lists", *args])
     assert result.exit_code == code, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "Traceback" not in result.output
