@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             log_level="WARNING",
             otp_sends_per_hour=100_000,
             risk_time_budget_ms=1000.0,
+            # The simulator's daily rhythm is in UTC hours: its night is the engine's night.
+            risk_timezone="UTC",
         )
         database = Database(url)
         contexts = traffic(args.assessments)

@@ -375,25 +375,7 @@ def test_one_model_scores_the_same_from_many_threads(
 
 
 @pytest.fixture
-def rules_stand_in(monkeypatch: pytest.MonkeyPatch) -> None:
-    try:
-        import payguard.risk.rules  # noqa: F401
-    except ModuleNotFoundError:  # until the rules module lands: an engine without rules
-        from payguard.risk.engine import RiskEngine
-
-        def engine_without_rules(db: Database, settings: Settings) -> RiskEngine:
-            return RiskEngine(
-                settings,
-                computer_for(settings, EmbeddedCounterStore()),
-                rules=None,
-                models=learning.ModelCache(db, settings),
-            )
-
-        monkeypatch.setattr("payguard.app.build_engine", engine_without_rules)
-
-
-@pytest.fixture
-def api(settings: Settings, rules_stand_in: None) -> Iterator[TestClient]:
+def api(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client
 
@@ -574,7 +556,6 @@ def test_train_label_list_and_show_from_the_command_line(
     sqlite_template: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    rules_stand_in: None,
     dataset: list[LabelledRow],
 ) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
