@@ -185,6 +185,7 @@ def test_challenge_goes_through_step_up_and_both_attempts_are_recorded(
     )
     assert first.status_code == 403, first.text
     assert first.json()["code"] == "challenge-required" and "risk" in first.json()["reasons"]
+    assert first.json()["risk_reasons"] == ["TEST_CHALLENGE"]  # the payer is told why
     passed = pay(risk_client, alice, amount=88_800, kind="p2p", payee_username=bob.username)
     assert passed.status_code == 201, passed.text
     assert passed.json()["decision"]["action"] == "challenge"

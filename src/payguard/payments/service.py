@@ -264,7 +264,14 @@ class PaymentService:
                 return self._challenge(session, customer_id, instruction, reasons)
 
             challenge = self.db.transact(challenge_in)
-            raise stepup.required_problem(challenge, reasons) from None
+            problem = stepup.required_problem(challenge, reasons)
+            if assessed is not None and assessed[1].action != "allow":
+                # The payer sees why, and the plain-language warning, before confirming.
+                decided = assessed[1]
+                problem.extra["risk_reasons"] = [reason.code for reason in decided.reasons]
+                problem.extra["customer_tip"] = decided.customer_tip
+                problem.extra["customer_tip_zh"] = decided.customer_tip_zh
+            raise problem from None
         except ProblemError as problem:
             refusal = problem
             if instruction.signed is not None:
