@@ -8,7 +8,8 @@ digest is an index probe, which keeps the comparison out of Python entirely.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -308,26 +309,18 @@ def risk_facts(
     device_id: str | None,
     now: datetime,
 ) -> RiskFacts:
-    started_at: datetime | None = None
-    second_factor_at: datetime | None = None
-    if session_id:
-        row = session.execute(
-            select(AuthSession.created_at, AuthSession.auth_level).where(
-                AuthSession.id == session_id
-            )
-        ).first()
-        if row is not None:
-            started_at = row.created_at
-            if "+" in (row.auth_level or ""):
-                second_factor_at = row.created_at
-    stepped_up = session.scalar(
-        select(func.max(AuthChallenge.passed_at)).where(
-            AuthChallenge.subject_kind == "customer", AuthChallenge.subject_id == customer.id
-        )
+    # One round trip: the payment's write transaction holds the SQLite lock meanwhile.
+    session_row = (
+        select(AuthSession.created_at, AuthSession.auth_level)
+        .where(AuthSession.id == (session_id or ""))
+        .subquery()
     )
-    if stepped_up is not None and (second_factor_at is None or stepped_up > second_factor_at):
-        second_factor_at = stepped_up
-    failed = session.scalar(
+    stepped_up = (
+        select(func.max(AuthChallenge.passed_at))
+        .where(AuthChallenge.subject_kind == "customer", AuthChallenge.subject_id == customer.id)
+        .scalar_subquery()
+    )
+    failed = (
         select(func.count())
         .select_from(LoginAttempt)
         .where(
@@ -335,21 +328,47 @@ def risk_facts(
             LoginAttempt.succeeded.is_(False),
             LoginAttempt.at >= now - timedelta(hours=1),
         )
+        .scalar_subquery()
     )
-    registered = (
-        session.scalar(select(Device.created_at).where(Device.id == device_id))
-        if device_id
-        else None
+    registered = select(Device.created_at).where(Device.id == (device_id or "")).scalar_subquery()
+    row = session.execute(
+        select(
+            select(session_row.c.created_at).scalar_subquery(),
+            select(session_row.c.auth_level).scalar_subquery(),
+            stepped_up,
+            failed,
+            registered,
+        )
+    ).one()
+    started_at, auth_level, stepped_at, failed_count, registered_at = row
+    started_at, stepped_at, registered_at = (
+        _as_aware(started_at),
+        _as_aware(stepped_at),
+        _as_aware(registered_at),
     )
+    second_factor_at = started_at if "+" in (auth_level or "") else None
+    if stepped_at is not None and (second_factor_at is None or stepped_at > second_factor_at):
+        second_factor_at = stepped_at
     return RiskFacts(
         kyc_tier=customer.kyc_tier,
         phone_index=customer.phone_index,
         session_started_at=started_at,
         second_factor_at=second_factor_at,
-        failed_logins_1h=int(failed or 0),
+        failed_logins_1h=int(failed_count or 0),
         password_changed_at=customer.password_changed_at,
-        device_registered_at=registered,
+        device_registered_at=registered_at,
     )
+
+
+def _as_aware(value: Any) -> datetime | None:
+    """Scalar subqueries bypass the column type: SQLite hands back text or naive times."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value if isinstance(value, datetime) else None
 
 
 def change_password(

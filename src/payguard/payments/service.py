@@ -244,11 +244,21 @@ class PaymentService:
                 instructions.instruction_hash(document), request.challenge_id
             )
         customer_id = principal.subject_id
+        # Read before the payment's write transaction: under SQLite that transaction holds
+        # the one write lock, and these facts only need to be a moment old.
+        with self.db.read() as session:
+            facts = identity.risk_facts(
+                session,
+                identity.get_customer(session, customer_id),
+                session_id=principal.session_id,
+                device_id=instruction.signed.device_id if instruction.signed else None,
+                now=clock.now(),
+            )
         try:
             return self.run_idempotent(
                 scope,
                 lambda session: self._submit_in(
-                    session, customer_id, request, ip, instruction, principal.session_id
+                    session, customer_id, request, ip, instruction, facts
                 ),
                 before_claim=lambda session: self._verify_instruction(
                     session, principal, instruction
@@ -393,7 +403,7 @@ class PaymentService:
         request: PaymentRequest,
         ip: str | None,
         signed: _Instruction | None = None,
-        session_id: str | None = None,
+        facts: identity.RiskFacts | None = None,
     ) -> Reply | _Pending:
         customer = identity.get_customer(session, customer_id)
         currency = request.currency.upper()
@@ -446,13 +456,14 @@ class PaymentService:
         draft.move(PaymentStatus.VERIFIED)
 
         device = signed.device if signed is not None else None
-        facts = identity.risk_facts(
-            session,
-            customer,
-            session_id=session_id,
-            device_id=device.id if device is not None else None,
-            now=now,
-        )
+        if facts is None:
+            facts = identity.risk_facts(
+                session,
+                customer,
+                session_id=None,
+                device_id=device.id if device is not None else None,
+                now=now,
+            )
         context = RiskContext(
             payment_id=payment_id,
             kind=kind.value,
