@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -301,6 +301,47 @@ class RiskFacts:
     device_registered_at: datetime | None
 
 
+def _risk_facts_statement() -> Any:
+    """One round trip for every fact, built once (building a statement costs more than
+    running it)."""
+    session_row = (
+        select(AuthSession.created_at, AuthSession.auth_level)
+        .where(AuthSession.id == bindparam("session_id"))
+        .subquery()
+    )
+    stepped_up = (
+        select(func.max(AuthChallenge.passed_at))
+        .where(
+            AuthChallenge.subject_kind == "customer",
+            AuthChallenge.subject_id == bindparam("customer_id"),
+        )
+        .scalar_subquery()
+    )
+    failed = (
+        select(func.count())
+        .select_from(LoginAttempt)
+        .where(
+            LoginAttempt.subject_id == bindparam("customer_id"),
+            LoginAttempt.succeeded.is_(False),
+            LoginAttempt.at >= bindparam("since", type_=LoginAttempt.at.type),
+        )
+        .scalar_subquery()
+    )
+    registered = (
+        select(Device.created_at).where(Device.id == bindparam("device_id")).scalar_subquery()
+    )
+    return select(
+        select(session_row.c.created_at).scalar_subquery(),
+        select(session_row.c.auth_level).scalar_subquery(),
+        stepped_up,
+        failed,
+        registered,
+    )
+
+
+_RISK_FACTS = _risk_facts_statement()
+
+
 def risk_facts(
     session: Session,
     customer: Customer,
@@ -309,36 +350,14 @@ def risk_facts(
     device_id: str | None,
     now: datetime,
 ) -> RiskFacts:
-    # One round trip: the payment's write transaction holds the SQLite lock meanwhile.
-    session_row = (
-        select(AuthSession.created_at, AuthSession.auth_level)
-        .where(AuthSession.id == (session_id or ""))
-        .subquery()
-    )
-    stepped_up = (
-        select(func.max(AuthChallenge.passed_at))
-        .where(AuthChallenge.subject_kind == "customer", AuthChallenge.subject_id == customer.id)
-        .scalar_subquery()
-    )
-    failed = (
-        select(func.count())
-        .select_from(LoginAttempt)
-        .where(
-            LoginAttempt.subject_id == customer.id,
-            LoginAttempt.succeeded.is_(False),
-            LoginAttempt.at >= now - timedelta(hours=1),
-        )
-        .scalar_subquery()
-    )
-    registered = select(Device.created_at).where(Device.id == (device_id or "")).scalar_subquery()
     row = session.execute(
-        select(
-            select(session_row.c.created_at).scalar_subquery(),
-            select(session_row.c.auth_level).scalar_subquery(),
-            stepped_up,
-            failed,
-            registered,
-        )
+        _RISK_FACTS,
+        {
+            "session_id": session_id or "",
+            "customer_id": customer.id,
+            "since": now - timedelta(hours=1),
+            "device_id": device_id or "",
+        },
     ).one()
     started_at, auth_level, stepped_at, failed_count, registered_at = row
     started_at, stepped_at, registered_at = (
