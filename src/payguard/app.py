@@ -40,7 +40,7 @@ from payguard.payments import service as payments_service
 from payguard.payments.api import router as payments_router
 from payguard.payments.rails import SimulatedRail
 from payguard.risk.api import router as risk_router
-from payguard.risk.engine import build_engine
+from payguard.risk.engine import build_engine, warm_from_receipts
 from payguard.settings import Settings, get_settings
 
 log = get_logger("payguard.app")
@@ -193,6 +193,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = build_services(settings)
         db = services.db
         app.state.services = services
+        if not settings.redis_url:
+            warmed = warm_from_receipts(services.risk, db)
+            if warmed:
+                log.info("risk_counters_warmed", payments=warmed)
         stop = threading.Event()
         sweeper = threading.Thread(
             target=_sweeper, args=(services, stop, 30.0), name="sweeper", daemon=True

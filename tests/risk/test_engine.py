@@ -395,3 +395,23 @@ def test_two_server_processes_share_the_redis_counters(settings: Settings, redis
 
         RedisCounterStore(redis_url, prefix=prefix).clear()
         Database(settings.database_url).dispose()
+
+
+def test_a_new_process_warms_its_counters_from_the_receipts(
+    risk_client: TestClient, risk_settings: Settings
+) -> None:
+    alice, bob = funded(risk_client, risk_settings, "alice"), register(risk_client, "bob")
+    for amount in (1_000, 2_000):
+        assert pay(risk_client, alice, amount=amount, kind="p2p", payee_username=bob.username)
+    # A blocked payment moved nothing and is not counted after a restart either.
+    blocked = pay(risk_client, alice, amount=66_600, kind="p2p", payee_username=bob.username)
+    assert blocked.status_code == 422
+    with TestClient(create_app(risk_settings), raise_server_exceptions=False) as restarted:
+        carol = funded(restarted, risk_settings, "carol")
+        reply = pay(restarted, carol, amount=3_000, kind="p2p", payee_username=bob.username)
+        assert reply.status_code == 201, reply.text
+        features = decision_of(restarted, risk_settings, reply.json()["id"])["features"]
+    # The payee's inflow seen by the new process includes the two earlier payments.
+    assert features["payee_count_1h"] == 2
+    assert features["payee_sum_1h"] == 3_000
+    assert features["payee_distinct_payers_1h"] == 1

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from payguard.observability import RISK_DECISIONS, RISK_FALLBACKS, RISK_LATENCY, get_logger
@@ -97,6 +97,21 @@ class RiskContext:
             if isinstance(value, datetime):
                 record[key] = value.isoformat()
         return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> RiskContext:
+        """The context back from a receipt (to warm the counters of a new process)."""
+        values = {key: record[key] for key in _CONTEXT_FIELDS if key in record}
+        for key in _TIME_FIELDS:
+            if isinstance(values.get(key), str):
+                values[key] = datetime.fromisoformat(values[key])
+        return cls(**values)
+
+
+_CONTEXT_FIELDS = tuple(RiskContext.__dataclass_fields__)
+_TIME_FIELDS = tuple(
+    name for name, spec in RiskContext.__dataclass_fields__.items() if "datetime" in str(spec.type)
+)
 
 
 @dataclass(frozen=True)
@@ -354,6 +369,12 @@ def build_engine(db: Any, settings: Settings) -> RiskEngine:
     from payguard.risk.lists import ListCache
     from payguard.risk.rules import RulesCache
 
+    if settings.workers > 1 and not settings.redis_url:
+        log.warning(
+            "risk_counters_per_process",
+            workers=settings.workers,
+            advice="set PAYGUARD_REDIS_URL so velocity counts every worker's payments",
+        )
     store: CounterStore = (
         RedisCounterStore(
             settings.redis_url,
@@ -370,6 +391,25 @@ def build_engine(db: Any, settings: Settings) -> RiskEngine:
         ModelCache(db, settings),
         ListCache(db, settings),
     )
+
+
+def warm_from_receipts(engine: RiskEngine, db: Any, *, days: int = 7, limit: int = 200_000) -> int:
+    """Replay the recent payments that went ahead into the counters of a new process.
+
+    The embedded store lives in one process: without this, a restart would forget every
+    velocity window. (Redis keeps them; warming it again would count twice.)"""
+    from payguard import clock
+    from payguard.risk import service
+
+    since = clock.now() - timedelta(days=days)
+    with db.read() as session:
+        contexts = service.went_ahead_since(session, since, limit=limit)
+    for record in contexts:
+        try:
+            engine.observe(RiskContext.from_record(record))
+        except (TypeError, ValueError):  # a receipt from an older layout: skip it
+            continue
+    return len(contexts)
 
 
 def computer_for(settings: Settings, store: Any) -> FeatureComputer:

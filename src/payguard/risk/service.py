@@ -300,6 +300,29 @@ def decisions_per_day(
     return {(date.fromisoformat(str(when)[:10]), action): int(n) for when, action, n in rows}
 
 
+def went_ahead_since(session: Session, since: datetime, *, limit: int) -> list[dict[str, Any]]:
+    """Contexts of the recent decisions whose payment went ahead, oldest first: outside
+    systems' decisions that were not blocks, and this platform's payments that exist and
+    were not rejected (a challenged attempt that rolled back left a receipt only)."""
+    rows = session.execute(
+        select(RiskReceipt.source, RiskReceipt.payment_id, RiskReceipt.action, RiskReceipt.context)
+        .where(RiskReceipt.at >= since)
+        .order_by(RiskReceipt.at.desc())
+        .limit(limit)
+    ).all()
+    from payguard.payments.service import payment_statuses
+
+    statuses = payment_statuses(session, [row.payment_id for row in rows if row.payment_id])
+    kept = [
+        row.context
+        for row in rows
+        if (row.source == "api" and row.action != "block")
+        or (row.payment_id in statuses and statuses[row.payment_id] != "rejected")
+    ]
+    kept.reverse()
+    return kept
+
+
 def labels_for(session: Session, payment_ids: Sequence[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     wanted = list(payment_ids)
