@@ -415,3 +415,17 @@ def test_a_new_process_warms_its_counters_from_the_receipts(
     assert features["payee_count_1h"] == 2
     assert features["payee_sum_1h"] == 3_000
     assert features["payee_distinct_payers_1h"] == 1
+
+
+def test_one_bank_card_behind_several_accounts_is_seen(
+    risk_client: TestClient, risk_settings: Settings
+) -> None:
+    """Tokens are per customer; the engine keys the card by its blind index instead."""
+    first = register(risk_client, f"first-{uuid.uuid4().hex[:6]}")
+    second = register(risk_client, f"second-{uuid.uuid4().hex[:6]}")
+    card = "6222020200998877665"
+    for customer in (first, second):
+        reply = pay(risk_client, customer, kind="top_up", amount=10_000, bank_account=card)
+        assert reply.status_code in (200, 201), reply.text
+    receipt = decision_of(risk_client, risk_settings, reply.json()["id"])
+    assert receipt["features"]["card_distinct_accounts_7d"] == 1  # the first account

@@ -416,8 +416,12 @@ class PaymentService:
             exclude_none=True, exclude={"signature", "challenge_id", "memo"}
         )
         memo = seal_memo(session, self.settings, customer_id, payment_id, request.memo)
+        card_index: str | None = None
         if request.bank_account:
             bank = instruments.tokenize(session, self.settings, customer_id, request.bank_account)
+            # The risk engine keys a card by its blind index: the same for every customer
+            # who uses it (the token is per customer), so one card behind many accounts shows.
+            card_index = bank.number_index
             instruction["bank_account"], instruction["bank_token"] = bank.masked, bank.token
         draft = _Draft(
             payment={
@@ -478,7 +482,7 @@ class PaymentService:
             device_id=device.id if device is not None else None,
             device_new=device is not None and device.is_new,
             device_registered_at=facts.device_registered_at,
-            bank_token=instruction.get("bank_token"),
+            bank_token=card_index,
             phone_index=facts.phone_index,
             kyc_tier=facts.kyc_tier,
             session_started_at=facts.session_started_at,
