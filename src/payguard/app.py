@@ -193,6 +193,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = build_services(settings)
         db = services.db
         app.state.services = services
+        services.risk.warm()
         if not settings.redis_url:
             warmed = warm_from_receipts(services.risk, db)
             if warmed:

@@ -203,7 +203,7 @@ def build_catalogue(payments: PaymentService) -> ActionCatalogue:
                "rotate the KEK or the data keys of a purpose", check_rotation, rotate),
     ):  # fmt: skip
         catalogue.add(action)
-    check_review, release_review = reviews.release_action_parts(payments)
+    check_review, release_review, pay_out_review = reviews.release_action_parts(payments)
     catalogue.add(
         Action(
             reviews.REVIEW_RELEASE,
@@ -211,6 +211,7 @@ def build_catalogue(payments: PaymentService) -> ActionCatalogue:
             "approve a large payment the risk engine held for review",
             check_review,
             release_review,
+            pay_out_review,
         )
     )
     for action in risk_actions.approval_actions():

@@ -429,3 +429,51 @@ def test_one_bank_card_behind_several_accounts_is_seen(
         assert reply.status_code in (200, 201), reply.text
     receipt = decision_of(risk_client, risk_settings, reply.json()["id"])
     assert receipt["features"]["card_distinct_accounts_7d"] == 1  # the first account
+
+
+def test_a_reviewed_withdrawal_goes_to_the_bank_once_approved(
+    risk_client: TestClient, risk_settings: Settings
+) -> None:
+    alice = funded(risk_client, risk_settings, "alice")
+    before = balance(risk_client, alice)
+    held = pay(
+        risk_client, alice, kind="withdrawal", amount=77_700, bank_account="6222020200112233"
+    )
+    assert held.status_code == 202 and held.json()["status"] == "held_for_review", held.text
+    analyst = staff_auth(risk_settings, "risk_analyst")
+    approved_reply = risk_client.post(
+        f"/v1/risk/reviews/{held.json()['id']}/approve",
+        headers=analyst,
+        json={"reason": "the customer confirmed by phone"},
+    )
+    assert approved_reply.status_code == 200, approved_reply.text
+    assert approved_reply.json()["payment_status"] == "confirmed"  # paid out by the rail
+    fee = held.json()["fee"]
+    assert balance(risk_client, alice) == before - 77_700 - fee
+
+    second = pay(
+        risk_client, alice, kind="withdrawal", amount=77_700, bank_account="6222020200112233"
+    )
+    rejected = risk_client.post(
+        f"/v1/risk/reviews/{second.json()['id']}/reject",
+        headers=analyst,
+        json={"reason": "the customer did not ask for it"},
+    )
+    assert rejected.status_code == 200 and rejected.json()["payment_status"] == "failed"
+    assert balance(risk_client, alice) == before - 77_700 - fee
+
+
+def test_a_payout_held_by_policy_is_not_the_review_queues(
+    risk_client: TestClient, risk_settings: Settings
+) -> None:
+    alice = funded(risk_client, risk_settings, "alice", amount=9_000_000, tier=3)
+    held = pay(
+        risk_client, alice, kind="withdrawal", amount=6_000_000, bank_account="6222020200112233"
+    )
+    assert held.status_code == 202 and held.json()["decision"]["action"] != "review", held.text
+    reply = risk_client.post(
+        f"/v1/risk/reviews/{held.json()['id']}/approve",
+        headers=staff_auth(risk_settings, "risk_analyst"),
+        json={"reason": "looks fine"},
+    )
+    assert reply.status_code == 409 and "payout approval" in reply.json()["detail"]

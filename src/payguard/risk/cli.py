@@ -89,12 +89,14 @@ def explain(
 
 
 def _alert_table(rows: list[AlertOut], title: str) -> Table:
-    table = Table("severity", "kind", "status", "title", "payment", "created", title=title)
-    table.add_column("id", no_wrap=True)
+    table = Table("severity", "kind", "status", "title", "created", title=title)
+    # Ids are copied into the next command: never cut them.
+    table.add_column("payment", no_wrap=True, min_width=36)
+    table.add_column("id", no_wrap=True, min_width=36)
     for row in rows:
         table.add_row(
-            row.severity, row.kind, row.status, row.title, row.payment_id or "",
-            row.created_at.strftime("%Y-%m-%d %H:%M"), row.id,
+            row.severity, row.kind, row.status, row.title,
+            row.created_at.strftime("%Y-%m-%d %H:%M"), row.payment_id or "", row.id,
         )  # fmt: skip
     return table
 

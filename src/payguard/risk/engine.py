@@ -268,6 +268,12 @@ class RiskEngine:
             RISK_FALLBACKS.labels(decision.fallback).inc()
         return decision
 
+    def warm(self) -> None:
+        """Load the rule set, model and lists now, not in the first payment's time budget."""
+        self.rules.current()
+        self.models.current()
+        self.lists.current()
+
     def observe(self, context: RiskContext) -> None:
         """Count the payment in the velocity and habit counters."""
         self._observe(context.facts())

@@ -26,9 +26,29 @@ def _check_held(payments: PaymentService, session: Session, payment_id: str) -> 
     payment = payments.held_payment(session, payment_id)
     if payment.status != "held_for_review":
         raise PaymentNotReleasable(f"the payment is {payment.status}, not held for review")
-    if payment.kind == "withdrawal":
-        raise PaymentNotReleasable("a held withdrawal is released by payout approval")
+    if payment.decision is None or payment.decision.action != "review":
+        # A large payout held by the payout policy is released by payout approval
+        # (payouts:release), not by the risk review queue.
+        raise PaymentNotReleasable(
+            "the payment is held by the payout policy, not by the risk engine: "
+            "it is released through payout approval"
+        )
     return payment
+
+
+def _release_in(
+    payments: PaymentService, session: Session, payment: Any, reason: str
+) -> str | None:
+    """Post a held payment; a withdrawal instead leaves for the bank rail after the
+    commit (:func:`_pay_out`). Returns the new status, or None for a withdrawal."""
+    if payment.kind == "withdrawal":
+        payments.begin_payout_release(session, payment.id, f"review approved: {reason}")
+        return None
+    return payments.resolve_review_in(session, payment.id, approve=True, reason=reason).status
+
+
+def _pay_out(payments: PaymentService, payment_id: str) -> str:
+    return payments.send_payout(payment_id).status
 
 
 def approve(
@@ -51,14 +71,15 @@ def approve(
             approval_id=requested.id,
         )
 
-    def work(session: Session) -> ReviewOutcome:
-        out = payments.resolve_review_in(session, payment_id, approve=True, reason=reason)
+    def work(session: Session) -> str | None:
+        status = _release_in(payments, session, _check_held(payments, session, payment_id), reason)
         service.close_alerts_of_payment(
             session, payment_id, principal.subject_id, "legitimate", reason
         )
-        return ReviewOutcome(payment_id=payment_id, outcome="approved", payment_status=out.status)
+        return status
 
-    return payments.db.transact(work)
+    status = payments.db.transact(work) or _pay_out(payments, payment_id)
+    return ReviewOutcome(payment_id=payment_id, outcome="approved", payment_status=status)
 
 
 def reject(
@@ -74,8 +95,9 @@ def reject(
     return payments.db.transact(work)
 
 
-def release_action_parts(payments: PaymentService) -> tuple[Any, Any]:
-    """The check and executor of the four-eyes release of a large reviewed payment."""
+def release_action_parts(payments: PaymentService) -> tuple[Any, Any, Any]:
+    """The check, executor and after-commit step of the four-eyes release of a large
+    reviewed payment (a withdrawal goes to the bank rail after the commit)."""
 
     def check(session: Session, payment_id: str, params: dict[str, Any]) -> dict[str, Any]:
         if params:
@@ -85,12 +107,19 @@ def release_action_parts(payments: PaymentService) -> tuple[Any, Any]:
 
     def execute(session: Session, record: ApprovalRequest) -> dict[str, Any]:
         assert record.target is not None
-        out = payments.resolve_review_in(
-            session, record.target, approve=True, reason=f"{record.reason} ({record.id})"
-        )
+        payment = _check_held(payments, session, record.target)
+        status = _release_in(payments, session, payment, f"{record.reason} ({record.id})")
         service.close_alerts_of_payment(
             session, record.target, record.requested_by, "legitimate", record.reason
         )
-        return {"payment_status": out.status}
+        return {"payment_status": status or "sent to the bank rail"}
 
-    return check, execute
+    def after_commit(record: ApprovalRequest) -> dict[str, Any]:
+        assert record.target is not None
+        with payments.db.read() as session:
+            kind = payments.held_payment(session, record.target).kind
+        if kind != "withdrawal":
+            return {}
+        return {"payment_status": _pay_out(payments, record.target)}
+
+    return check, execute, after_commit
