@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,9 @@ def test_readiness_fails_when_the_database_is_gone(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-dir" / "sub" / "x.db"
     settings = make_settings(f"sqlite:///{missing}", tmp_path)
     with TestClient(create_app(settings)) as client:
-        missing.parent.rmdir()  # the engine created the folder; take it away again
+        # The engine created the folder (and the risk engine's warm-up an empty file in
+        # it); take them away again.
+        shutil.rmtree(tmp_path / "no-such-dir")
         reply = client.get("/readyz")
     assert reply.status_code == 503
     assert reply.json()["status"] == "unavailable"

@@ -164,6 +164,31 @@ def _sweeper(services: web.Services, stop: threading.Event, interval: float) -> 
             log.warning("hold_sweeper_failed", error_type=type(error).__name__)
 
 
+def _warm_risk_engine(services: web.Services) -> None:
+    """Rules, model, lists and counters loaded before the first payment; a database that
+    is not there yet must not stop the server from starting (``/readyz`` tells)."""
+    try:
+        services.risk.warm()
+        if not services.settings.redis_url:
+            warmed = warm_from_receipts(services.risk, services.db)
+            if warmed:
+                log.info("risk_counters_warmed", payments=warmed)
+    except Exception as error:
+        log.warning("risk_warm_up_failed", error_type=type(error).__name__)
+        services.db.dispose()  # no connection kept to a database that is not ready
+
+
+def _risk_refresher(services: web.Services, stop: threading.Event) -> None:
+    """Look for a new rule set, model or list change off the request path, so that a
+    payment's time budget never pays for that query."""
+    interval = max(0.2, services.settings.risk_reload_seconds / 2)
+    while not stop.wait(interval):
+        try:
+            services.risk.warm()
+        except Exception as error:  # keep the last good ones; try again next time
+            log.warning("risk_refresh_failed", error_type=type(error).__name__)
+
+
 def build_services(settings: Settings) -> web.Services:
     """The platform's services on one database: the API's, and the CLI's for approvals."""
     db = Database(settings.database_url, pool_size=settings.database_pool_size)
@@ -193,21 +218,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = build_services(settings)
         db = services.db
         app.state.services = services
-        services.risk.warm()
-        if not settings.redis_url:
-            warmed = warm_from_receipts(services.risk, db)
-            if warmed:
-                log.info("risk_counters_warmed", payments=warmed)
+        _warm_risk_engine(services)
         stop = threading.Event()
         sweeper = threading.Thread(
             target=_sweeper, args=(services, stop, 30.0), name="sweeper", daemon=True
         )
+        refresher = threading.Thread(
+            target=_risk_refresher, args=(services, stop), name="risk-refresh", daemon=True
+        )
         sweeper.start()
+        refresher.start()
         try:
             yield
         finally:
             stop.set()
             sweeper.join(timeout=5)
+            refresher.join(timeout=5)
             db.dispose()
 
     app = FastAPI(
