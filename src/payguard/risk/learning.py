@@ -55,6 +55,7 @@ from payguard.observability import get_logger
 from payguard.risk.counters import EmbeddedCounterStore
 from payguard.risk.features import FEATURE_TYPES, MODEL_FEATURES, PaymentFacts, vector
 from payguard.risk.models import RiskLabel, RiskModel, RiskReceipt
+from payguard.risk.reloading import ReloadingCache
 from payguard.settings import Settings
 
 log = get_logger(__name__)
@@ -768,7 +769,7 @@ class ScoringModel:
         return out
 
 
-class ModelCache:
+class ModelCache(ReloadingCache["ScoringModel | None"]):
     """The active model of this process, re-read from the database when it changes.
 
     At most once every ``risk_reload_seconds`` one caller looks up the active version
@@ -776,29 +777,17 @@ class ModelCache:
     with the model they have. A lookup that fails keeps the model already loaded."""
 
     def __init__(self, db: Database, settings: Settings) -> None:
+        super().__init__(settings.risk_reload_seconds)
         self.db = db
         self.settings = settings
-        self._lock = threading.Lock()
         self._model: ScoringModel | None = None
         self._version = NO_MODEL
-        self._checked = -math.inf
 
-    def current(self) -> ScoringModel | None:
-        if time.monotonic() - self._checked < self.settings.risk_reload_seconds:
-            return self._model
-        # The first look waits for the lock (nobody has a model yet); later ones do not.
-        if not self._lock.acquire(blocking=self._checked == -math.inf):
-            return self._model
-        try:
-            if time.monotonic() - self._checked >= self.settings.risk_reload_seconds:
-                self._refresh()
-        finally:
-            self._lock.release()
+    def _value(self) -> ScoringModel | None:
         return self._model
 
-    def invalidate(self) -> None:
-        """Look again at the next call (this process just changed the active model)."""
-        self._checked = -math.inf
+    def _reload(self) -> None:
+        self._refresh()
 
     def _refresh(self) -> None:
         try:

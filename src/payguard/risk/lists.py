@@ -21,7 +21,6 @@ import csv
 import io
 import ipaddress
 import re
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from payguard.errors import Conflict, NotFound, ValidationProblem
 from payguard.events import service as events
 from payguard.observability import get_logger
 from payguard.risk.models import ListEntry
+from payguard.risk.reloading import ReloadingCache
 from payguard.settings import Settings
 
 log = get_logger("payguard.risk.lists")
@@ -623,7 +623,7 @@ def _version(session: Session) -> tuple[Any, ...]:
     return tuple(row)
 
 
-class ListCache:
+class ListCache(ReloadingCache[Lists]):
     """The lists of one server process, for the engine: ``current()`` is a snapshot that
     is at most ``risk_reload_seconds`` behind the database, whichever process changed it.
 
@@ -632,33 +632,14 @@ class ListCache:
     reload while an older snapshot exists. A failed reload keeps the last snapshot."""
 
     def __init__(self, db: Any, settings: Settings) -> None:
+        super().__init__(settings.risk_reload_seconds)
         self._db = db
-        self._interval = float(settings.risk_reload_seconds)
-        self._lock = threading.Lock()
         self._lists: Lists | None = None
         self._version: tuple[Any, ...] | None = None
-        self._checked = float("-inf")
 
-    def current(self) -> Lists:
-        lists = self._lists
-        if lists is not None:
-            if time.monotonic() - self._checked < self._interval:
-                return lists
-            if not self._lock.acquire(blocking=False):
-                return lists  # another thread is reloading; use what we have
-        else:
-            self._lock.acquire()
-        try:
-            if self._lists is None or time.monotonic() - self._checked >= self._interval:
-                self._reload()
-            assert self._lists is not None
-            return self._lists
-        finally:
-            self._lock.release()
-
-    def invalidate(self) -> None:
-        """Check the database on the next ``current()`` (after a change in this process)."""
-        self._checked = float("-inf")
+    def _value(self) -> Lists:
+        assert self._lists is not None
+        return self._lists
 
     def _reload(self) -> None:
         try:

@@ -48,7 +48,6 @@ import itertools
 import math
 import random
 import re
-import threading
 import time
 import zlib
 from collections import Counter
@@ -77,6 +76,7 @@ from payguard.risk.engine import SEVERITY
 from payguard.risk.engine import Action as Verdict
 from payguard.risk.features import FEATURE_TYPES
 from payguard.risk.models import RiskLabel, RiskReceipt, RuleSet
+from payguard.risk.reloading import ReloadingCache
 from payguard.risk.schemas import RuleDefinition
 from payguard.settings import Settings
 
@@ -754,7 +754,7 @@ def publish_action() -> Action:
 # ---------------------------------------------------------------------- hot reload
 
 
-class RulesCache:
+class RulesCache(ReloadingCache[CompiledRuleSet]):
     """The rule set in force in this process, for the engine.
 
     At most once every ``risk_reload_seconds`` one caller asks the database for the
@@ -764,33 +764,14 @@ class RulesCache:
     removed) is logged and the last good set, or the built-in pack, stays in force."""
 
     def __init__(self, db: Any, settings: Settings) -> None:
+        super().__init__(settings.risk_reload_seconds)
         self._db = db
-        self._interval = float(settings.risk_reload_seconds)
-        self._lock = threading.Lock()
         self._rules: CompiledRuleSet | None = None
         self._version: int | None = None
-        self._checked = -math.inf
 
-    def current(self) -> CompiledRuleSet:
-        rules = self._rules
-        if rules is not None:
-            if time.monotonic() - self._checked < self._interval:
-                return rules
-            if not self._lock.acquire(blocking=False):
-                return rules  # another thread is looking; use what we have
-        else:
-            self._lock.acquire()
-        try:
-            if self._rules is None or time.monotonic() - self._checked >= self._interval:
-                self._reload()
-            assert self._rules is not None
-            return self._rules
-        finally:
-            self._lock.release()
-
-    def invalidate(self) -> None:
-        """Look again at the next call (this process just published)."""
-        self._checked = -math.inf
+    def _value(self) -> CompiledRuleSet:
+        assert self._rules is not None
+        return self._rules
 
     def _reload(self) -> None:
         try:
