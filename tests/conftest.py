@@ -114,6 +114,10 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Set
         # Login delays are tested on their own (tests/identity/test_sessions.py); elsewhere
         # a test's deliberate wrong password must not make its next login wait.
         "login_delay_base_ms": 0,
+        # A test machine's stalls (two xdist workers, a server thread, a GC pause) must not
+        # turn a payment into the risk engine's fallback challenge; the budget itself is
+        # tested in tests/risk/test_engine.py with a budget of zero.
+        "risk_time_budget_ms": 2000.0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -159,6 +163,7 @@ def serve(settings: Settings, **extra_env: str) -> Iterator[str]:
         "PAYGUARD_DATABASE_POOL_SIZE": "12",
         "PAYGUARD_OTP_SENDS_PER_HOUR": "1000",
         "PAYGUARD_LOGIN_DELAY_BASE_MS": "0",
+        "PAYGUARD_RISK_TIME_BUDGET_MS": "2000",
         # The test's keyring, so the test reads what the server sealed (and the server
         # never writes into the checkout's var/).
         "PAYGUARD_VAR_DIR": str(settings.var_dir),

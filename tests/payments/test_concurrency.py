@@ -13,7 +13,6 @@ import pytest
 
 from payguard.db.engine import Database
 from payguard.settings import Settings
-from tests.conftest import serve
 from tests.factories import (
     Customer,
     Outbox,
@@ -25,15 +24,6 @@ from tests.factories import (
     staff_auth,
     top_up,
 )
-
-
-@pytest.fixture
-def live_server(settings: Settings) -> Iterator[str]:
-    """The server of these tests, with a generous risk time budget: eight workers on a
-    two-core machine starve the engine of CPU, and its fallback (a challenge, tested in
-    tests/risk) would then stand in the way of what is measured here: the ledger."""
-    with serve(settings, PAYGUARD_RISK_TIME_BUDGET_MS="5000") as base:
-        yield base
 
 
 @pytest.fixture
