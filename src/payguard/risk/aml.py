@@ -679,95 +679,86 @@ def _distinct(
     return check
 
 
-def find_fan_in(transactions: Sequence[Transaction], thresholds: AmlThresholds) -> list[AmlCase]:
-    """Many distinct payers to one account within a short window (collection accounts)."""
+def _find_fan(
+    transactions: Sequence[Transaction],
+    thresholds: AmlThresholds,
+    *,
+    inbound: bool,
+) -> list[AmlCase]:
+    """Fan-in (many sources into one account) or fan-out (one account to many): the
+    same windows over the other side of each payment, mirrored."""
+    own: Callable[[Transaction], str | None] = (
+        (lambda t: t.payee) if inbound else (lambda t: t.payer)
+    )
+    other = _source if inbound else _destination
+    window = thresholds.fan_in_window if inbound else thresholds.fan_out_window
+    minimum = thresholds.fan_in_min_payers if inbound else thresholds.fan_out_min_payees
     groups: dict[tuple[str, str], list[Transaction]] = defaultdict(list)
     for transaction in _flows(transactions, thresholds):
-        if transaction.payee is not None:  # not a withdrawal: those have no receiving account
-            groups[(transaction.payee, transaction.currency)].append(transaction)
-    window = thresholds.fan_in_window
+        account = own(transaction)  # None: a withdrawal (fan-in) or a top-up (fan-out)
+        if account is not None:
+            groups[(account, transaction.currency)].append(transaction)
     window_en, window_zh = _duration(window)
-    qualifies = _distinct(_source, thresholds.fan_in_min_payers, thresholds.fan_min_total)
+    qualifies = _distinct(other, minimum, thresholds.fan_min_total)
     cases = []
     for (account, currency), items in sorted(groups.items()):
         items.sort(key=_when)
         for run in _windows(items, window, qualifies):
-            payers = len({_source(transaction) for transaction in run})
+            count = len({other(transaction) for transaction in run})
             total = _money(sum(transaction.amount for transaction in run), currency)
+            first, last = _ts(run[0].at), _ts(run[-1].at)
+            if inbound:
+                english = (
+                    f"{count} distinct payers (accounts or bank cards) sent {total} "
+                    f"in {len(run)} payments to account {account} between {first} and "
+                    f"{last} (at least {minimum} within {window_en}): many sources "
+                    "converging on one account (fan-in)."
+                )
+                chinese = (
+                    f"{first} 至 {last} 期间，{count} 个不同付款方"
+                    f"（账户或银行卡）向账户 {account} 转入 {len(run)} 笔，合计 {total}"
+                    f"（{window_zh}内不少于 {minimum} 个）：资金分散转入、集中收取。"
+                )
+            else:
+                english = (
+                    f"Account {account} paid {total} to {count} distinct accounts or "
+                    f"bank cards in {len(run)} payments between {first} and {last} (at "
+                    f"least {minimum} within {window_en}): money dispersed from one "
+                    "account to many (fan-out)."
+                )
+                chinese = (
+                    f"{first} 至 {last} 期间，账户 {account} 向 "
+                    f"{count} 个不同账户或银行卡转出 {len(run)} 笔，合计 {total}"
+                    f"（{window_zh}内不少于 {minimum} 个）：资金集中转入后分散转出。"
+                )
             cases.append(
                 _case(
                     report="suspicious",
-                    typology="fan_in",
+                    typology="fan_in" if inbound else "fan_out",
                     subject=account,
-                    direction="in",
+                    direction="in" if inbound else "out",
                     evidence=run,
                     metrics={
-                        "distinct_payers": payers,
+                        "distinct_payers" if inbound else "distinct_payees": count,
                         "payments": len(run),
-                        "min_distinct": thresholds.fan_in_min_payers,
+                        "min_distinct": minimum,
                         "window_seconds": int(window.total_seconds()),
                     },
-                    explanation_en=(
-                        f"{payers} distinct payers (accounts or bank cards) sent {total} "
-                        f"in {len(run)} payments to account {account} between "
-                        f"{_ts(run[0].at)} and {_ts(run[-1].at)} (at least "
-                        f"{thresholds.fan_in_min_payers} within {window_en}): many sources "
-                        "converging on one account (fan-in)."
-                    ),
-                    explanation_zh=(
-                        f"{_ts(run[0].at)} 至 {_ts(run[-1].at)} 期间，{payers} 个不同付款方"
-                        f"（账户或银行卡）向账户 {account} 转入 {len(run)} 笔，合计 {total}"
-                        f"（{window_zh}内不少于 {thresholds.fan_in_min_payers} 个）："
-                        "资金分散转入、集中收取。"
-                    ),
+                    explanation_en=english,
+                    explanation_zh=chinese,
                 )
             )
     return cases
+
+
+def find_fan_in(transactions: Sequence[Transaction], thresholds: AmlThresholds) -> list[AmlCase]:
+    """Many distinct payers to one account within a short window (collection accounts)."""
+    return _find_fan(transactions, thresholds, inbound=True)
 
 
 def find_fan_out(transactions: Sequence[Transaction], thresholds: AmlThresholds) -> list[AmlCase]:
     """One account paying many distinct accounts within a short window (dispersal)."""
-    groups: dict[tuple[str, str], list[Transaction]] = defaultdict(list)
-    for transaction in _flows(transactions, thresholds):
-        if transaction.payer is not None:  # not a top-up: those have no paying account
-            groups[(transaction.payer, transaction.currency)].append(transaction)
-    window = thresholds.fan_out_window
-    window_en, window_zh = _duration(window)
-    qualifies = _distinct(_destination, thresholds.fan_out_min_payees, thresholds.fan_min_total)
-    cases = []
-    for (account, currency), items in sorted(groups.items()):
-        items.sort(key=_when)
-        for run in _windows(items, window, qualifies):
-            payees = len({_destination(transaction) for transaction in run})
-            total = _money(sum(transaction.amount for transaction in run), currency)
-            cases.append(
-                _case(
-                    report="suspicious",
-                    typology="fan_out",
-                    subject=account,
-                    direction="out",
-                    evidence=run,
-                    metrics={
-                        "distinct_payees": payees,
-                        "payments": len(run),
-                        "min_distinct": thresholds.fan_out_min_payees,
-                        "window_seconds": int(window.total_seconds()),
-                    },
-                    explanation_en=(
-                        f"Account {account} paid {total} to {payees} distinct accounts or "
-                        f"bank cards in {len(run)} payments between {_ts(run[0].at)} and "
-                        f"{_ts(run[-1].at)} (at least {thresholds.fan_out_min_payees} within "
-                        f"{window_en}): money dispersed from one account to many (fan-out)."
-                    ),
-                    explanation_zh=(
-                        f"{_ts(run[0].at)} 至 {_ts(run[-1].at)} 期间，账户 {account} 向 "
-                        f"{payees} 个不同账户或银行卡转出 {len(run)} 笔，合计 {total}"
-                        f"（{window_zh}内不少于 {thresholds.fan_out_min_payees} 个）："
-                        "资金集中转入后分散转出。"
-                    ),
-                )
-            )
-    return cases
+    return _find_fan(transactions, thresholds, inbound=False)
 
 
 def find_pass_through(
