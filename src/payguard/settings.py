@@ -150,6 +150,14 @@ class Settings(BaseSettings):
     aml_large_transfer_person: int = Field(default=50_000_000, ge=1)
     aml_large_transfer_entity: int = Field(default=200_000_000, ge=1)
 
+    # Notifications (notify/).
+
+    # Incidents and containment playbooks (incidents/).
+
+    # Drills (drills/).
+
+    # Evaluation indicator system (evaluation/).
+
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)
     argon2_parallelism: int = Field(default=4, ge=1)

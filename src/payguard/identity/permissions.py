@@ -48,6 +48,14 @@ class Permission(StrEnum):
     RISK_MODELS_TRAIN = "risk:models-train"
     RISK_MODELS_ACTIVATE = "risk:models-activate"  # four-eyes
     AML_REPORT = "aml:read"  # read the large-value and suspicious-transaction reports
+    INCIDENTS_READ = "incidents:read"  # incidents, timelines, reports
+    INCIDENTS_MANAGE = "incidents:manage"  # open, grade, assign roles, tasks, status
+    PLAYBOOKS_RUN = "playbooks:run"  # run containment steps; some steps need a second person
+    PLAYBOOKS_APPROVE = "playbooks:approve"  # four-eyes: approve a guarded playbook step
+    NOTIFY_SEND = "notify:send"  # send internal / customer / regulator notifications
+    DRILLS_RUN = "drills:run"  # plan and run security drills
+    DRILLS_READ = "drills:read"  # drill plans, runs, records
+    EVALUATION_READ = "evaluation:read"  # the indicator system and its reports
 
 
 FOUR_EYES = frozenset(
@@ -60,6 +68,7 @@ FOUR_EYES = frozenset(
         Permission.KEYS_ROTATE,
         Permission.RISK_RULES_PUBLISH,
         Permission.RISK_MODELS_ACTIVATE,
+        Permission.PLAYBOOKS_APPROVE,
     }
 )
 
@@ -94,6 +103,14 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
             Permission.RISK_READ,
             Permission.RISK_LISTS_EDIT,
             Permission.RISK_ALERTS_HANDLE,
+            Permission.INCIDENTS_READ,
+            Permission.INCIDENTS_MANAGE,
+            Permission.PLAYBOOKS_RUN,
+            Permission.PLAYBOOKS_APPROVE,
+            Permission.NOTIFY_SEND,
+            Permission.DRILLS_RUN,
+            Permission.DRILLS_READ,
+            Permission.EVALUATION_READ,
         }
     ),
     # Day-to-day money operations, each sensitive one behind a second person.
@@ -128,6 +145,10 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
             Permission.KEYS_ROTATE,
             Permission.RISK_READ,
             Permission.AML_REPORT,
+            Permission.INCIDENTS_READ,
+            Permission.NOTIFY_SEND,
+            Permission.DRILLS_READ,
+            Permission.EVALUATION_READ,
         }
     ),
     # Reads everything that is evidence, changes nothing.
@@ -141,6 +162,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
             Permission.SETTLEMENT_READ,
             Permission.APPROVALS_READ,
             Permission.AUDIT_READ,
+            Permission.INCIDENTS_READ,
+            Permission.DRILLS_READ,
+            Permission.EVALUATION_READ,
         }
     ),
     # An outside payment system: asks the risk engine for decisions, sees nothing else.

@@ -1,0 +1,1 @@
+"""Documents rendered as Markdown and PDF (zh-CN and en), with charts drawn as images."""

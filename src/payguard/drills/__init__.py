@@ -1,0 +1,1 @@
+"""Security drills: scenarios that attack the platform, the runner, scoring, records."""

@@ -1,0 +1,1 @@
+"""The shipped drill scenarios, one module each."""

@@ -1,0 +1,1 @@
+"""Incidents: grades, status flow, roles, tasks, links, timeline, playbooks, reports."""

@@ -1,0 +1,1 @@
+"""Notification channels (outbox, webhook, SMTP) and message templates (zh-CN, en)."""
