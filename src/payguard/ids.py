@@ -29,6 +29,17 @@ PREFIXES = {
     "list_entry": "lst",
     "decision": "dec",
     "alert": "alr",
+    "incident": "inc",
+    "incident_task": "itk",
+    "playbook_run": "pbr",
+    "playbook_step": "pbs",
+    "notification": "ntf",
+    "channel_suspension": "sus",
+    "stepup_segment": "seg",
+    "drill_plan": "dpl",
+    "drill_run": "drl",
+    "drill_schedule": "dsc",
+    "evaluation": "evl",
 }
 
 

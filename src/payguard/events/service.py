@@ -29,6 +29,11 @@ AUDITED_PREFIXES = (
     "console.",
     "keys.",
     "risk.alert_",
+    "incident.",
+    "playbook.",
+    "drill.",
+    "notify.",
+    "controls.",
 )
 AUDITED_PAYMENT_STATUSES = frozenset({"rejected", "held_for_review", "confirmed", "failed"})
 _REFUSED_WORDS = ("failed", "refused", "rejected", "reused", "locked", "expired")
