@@ -118,6 +118,9 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Set
         # turn a payment into the risk engine's fallback challenge; the budget itself is
         # tested in tests/risk/test_engine.py with a budget of zero.
         "risk_time_budget_ms": 2000.0,
+        # Incident intake runs on demand in tests (intake.process_events); a background
+        # thread would open incidents in other domains' tests (tests/incidents turn it on).
+        "incident_intake_seconds": 0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

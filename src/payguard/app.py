@@ -25,8 +25,11 @@ from payguard.console.risk_pages import router as console_risk_router
 from payguard.crypto.keyring import load_signer
 from payguard.db.engine import Database
 from payguard.errors import BodyTooLarge, ProblemError
+from payguard.evaluation.api import router as evaluation_router
 from payguard.identity import approvals, instructions
 from payguard.identity.api import router as identity_router
+from payguard.identity.api.password_reset import router as password_reset_router
+from payguard.incidents.playbooks_api import router as playbooks_router
 from payguard.ledger.api import router as ledger_router
 from payguard.observability import (
     PAYMENTS_BY_STATUS,
@@ -189,6 +192,17 @@ def _risk_refresher(services: web.Services, stop: threading.Event) -> None:
             log.warning("risk_refresh_failed", error_type=type(error).__name__)
 
 
+def _incident_intake(services: web.Services, stop: threading.Event) -> None:
+    """Turn new outbox events into incidents and timeline entries (incidents/intake.py)."""
+    from payguard.incidents import intake
+
+    while not stop.wait(services.settings.incident_intake_seconds):
+        try:
+            intake.process_events(services)
+        except Exception as error:  # keep the thread; the cursor resumes where it stopped
+            log.warning("incident_intake_failed", error_type=type(error).__name__)
+
+
 def build_services(settings: Settings) -> web.Services:
     """The platform's services on one database: the API's, and the CLI's for approvals."""
     db = Database(settings.database_url, pool_size=settings.database_pool_size)
@@ -228,12 +242,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         sweeper.start()
         refresher.start()
+        intake_thread = None
+        if settings.incident_intake_seconds > 0:
+            intake_thread = threading.Thread(
+                target=_incident_intake, args=(services, stop), name="incident-intake", daemon=True
+            )
+            intake_thread.start()
         try:
             yield
         finally:
             stop.set()
             sweeper.join(timeout=5)
             refresher.join(timeout=5)
+            if intake_thread is not None:
+                intake_thread.join(timeout=5)
             db.dispose()
 
     app = FastAPI(
@@ -274,10 +296,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(identity_router)
+    app.include_router(password_reset_router)
+    app.include_router(playbooks_router)
     app.include_router(ledger_router)
     app.include_router(payments_router)
     app.include_router(audit_router)
     app.include_router(risk_router)
+    app.include_router(evaluation_router)
     app.include_router(console_risk_router)  # before console_router: its catch-all is last
     app.include_router(console_router)
     return app

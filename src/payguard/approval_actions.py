@@ -216,4 +216,8 @@ def build_catalogue(payments: PaymentService) -> ActionCatalogue:
     )
     for action in risk_actions.approval_actions():
         catalogue.add(action)
+    # Imported here: the playbook actions reach into most domains this module imports.
+    from payguard.incidents import playbooks
+
+    catalogue.add(playbooks.approval_action(payments.settings, payments.assessor))
     return catalogue

@@ -177,3 +177,18 @@ class TooManyAttempts(ProblemError):
     """Login throttling: the same reply whether or not the account exists."""
 
     code, status, title = "too-many-attempts", 429, "Too many attempts"
+
+
+# ------------------------------------------------------------ platform controls (incidents)
+
+
+class ChannelSuspended(ProblemError):
+    """A payment channel is suspended during an incident (payments/channels.py)."""
+
+    code, status, title = "channel-suspended", 409, "This payment channel is suspended"
+
+
+class PasswordResetRequired(ProblemError):
+    """The security team forced a password reset (identity/password_reset.py)."""
+
+    code, status, title = "password-reset-required", 403, "The password must be reset"

@@ -153,10 +153,29 @@ class Settings(BaseSettings):
     # Notifications (notify/).
 
     # Incidents and containment playbooks (incidents/).
+    # Grade thresholds YAML (None: the shipped incidents/data/grading.yaml, see
+    # docs/incidents.md for the sources of its numbers).
+    incident_grading_path: Path | None = None
+    # Intake mapping YAML: which events open incidents (None: incidents/data/intake.yaml).
+    incident_intake_path: Path | None = None
+    # How often the app's background thread turns outbox events into incidents; 0 = never.
+    incident_intake_seconds: float = Field(default=2.0, ge=0)
+    # Set by a drill sandbox: intake stamps this drill run id on the incidents it opens.
+    incident_drill_run_id: str | None = None
+    # Where `payguard incidents report` writes post-incident reports (under var_dir if None).
+    incident_reports_dir: Path | None = None
+    # Custom containment playbooks (*.yaml) besides the shipped incidents/playbooks/; a
+    # custom playbook with a shipped one's name replaces it (docs/playbooks.md).
+    playbooks_dir: Path | None = None
 
     # Drills (drills/).
 
     # Evaluation indicator system (evaluation/).
+    # A custom indicators YAML (groups, weights, thresholds, targets); None: the shipped
+    # evaluation/data/indicators.yaml, whose defaults docs/evaluation.md explains.
+    evaluation_indicators_path: Path | None = None
+    # Where evaluation reports go without --out; None: <var_dir>/reports/evaluation.
+    evaluation_reports_dir: Path | None = None
 
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)

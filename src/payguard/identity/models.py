@@ -52,6 +52,9 @@ class Customer(Base):
     limits_override: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # When the password last changed: a fresh change before a payout is a takeover sign.
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set by an incident playbook (force_password_reset): login is refused until the
+    # password is reset through a second factor (identity/password_reset.py).
+    password_reset_required_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class StaffUser(Base):
@@ -63,6 +66,8 @@ class StaffUser(Base):
     role: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Forced password reset (see Customer.password_reset_required_at).
+    password_reset_required_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class AuthSession(Base):
@@ -301,3 +306,24 @@ register_sealed("devices", "name", "id")
 register_sealed("totp_credentials", "secret", "id")
 register_sealed("sent_messages", "body", "id")
 register_sealed("instruction_evidence", "canonical", "payment_id", binary=True)
+
+
+class StepUpSegment(Base):
+    """Payers who must pass step-up on every payment for a while (identity/stepup_segments.py).
+
+    ``segment`` is ``all``, ``kyc_tier`` (value: the tier), ``new_devices`` (value: hours
+    a device counts as young) or ``customer`` (value: the customer id)."""
+
+    __tablename__ = "stepup_segments"
+    __table_args__ = (Index("ix_stepup_segments_active", "lifted_at", "expires_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    segment: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str | None] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(String(500))
+    incident_id: Mapped[str | None] = mapped_column(String(40))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lifted_by: Mapped[str | None] = mapped_column(String(64))

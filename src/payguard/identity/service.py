@@ -408,6 +408,7 @@ def change_password(
     check_password_policy(new_password, username=customer.username)
     customer.password_hash = hash_password(settings, new_password)
     customer.password_changed_at = clock.now()
+    customer.password_reset_required_at = None  # a forced reset is satisfied by a change
     ended = 0
     for other in session.scalars(
         select(AuthSession).where(

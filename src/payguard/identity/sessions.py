@@ -24,6 +24,7 @@ from payguard import clock, ids
 from payguard.errors import (
     NotAuthenticated,
     NotFound,
+    PasswordResetRequired,
     ProblemError,
     SecondFactorRequired,
     ValidationProblem,
@@ -137,6 +138,10 @@ def login(session: Session, settings: Settings, attempt: Attempt) -> LoginResult
     valid = verify_password(settings, stored, attempt.password)
     if subject is None or not valid or subject.status != "active":
         return _failed(session, settings, attempt, keys, subject, "bad_credentials")
+    if subject.password_reset_required_at is not None:
+        # Told only to whoever knows the password; the old password opens nothing.
+        _record(session, attempt, subject.id, succeeded=False, reason="password_reset_required")
+        return LoginResult(refusal=password_reset_refusal(attempt.subject_kind))
 
     auth_level = "password"
     if attempt.subject_kind == "staff":
@@ -192,6 +197,24 @@ def login(session: Session, settings: Settings, attempt: Attempt) -> LoginResult
         },
     )
     return LoginResult(issued=issued)
+
+
+def password_reset_refusal(subject_kind: str) -> PasswordResetRequired:
+    if subject_kind == "staff":
+        how = (
+            "reset it with your TOTP code: POST /v1/password-reset/confirm with kind 'staff', "
+            "your username, factor 'totp', the code and a new password"
+        )
+    else:
+        how = (
+            "ask for a code with POST /v1/password-reset (your username; the code goes to your "
+            "registered phone or e-mail), then POST /v1/password-reset/confirm with the code "
+            "and a new password; in the app: 'Forgot password'"
+        )
+    return PasswordResetRequired(
+        "the security team requires a new password for this account, so the current one no "
+        f"longer signs in; {how}. / 为保障账户安全，需重置密码后才能登录。"
+    )
 
 
 def _failed(

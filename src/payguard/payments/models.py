@@ -194,3 +194,28 @@ class BankInstrument(Base):
 
 
 register_sealed("bank_instruments", "number", "token")
+
+
+class PaymentChannelSuspension(Base):
+    """A payment channel stopped during an incident (payments/channels.py).
+
+    ``scope`` is ``withdrawals``, ``merchant_payouts:<merchant id>`` or ``kind:<kind>``;
+    a merchant scope also keeps the merchant's ledger account, so the payment path finds
+    every suspension that concerns a payment in one indexed query."""
+
+    __tablename__ = "payment_channel_suspensions"
+    __table_args__ = (
+        Index("ix_payment_channel_suspensions_active", "lifted_at", "scope"),
+        Index("ix_payment_channel_suspensions_account", "account_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(80))
+    account_id: Mapped[str | None] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(String(500))
+    incident_id: Mapped[str | None] = mapped_column(String(40))
+    suspended_by: Mapped[str] = mapped_column(String(64))
+    suspended_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lifted_by: Mapped[str | None] = mapped_column(String(64))
+    lift_reason: Mapped[str | None] = mapped_column(String(500))

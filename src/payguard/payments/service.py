@@ -37,14 +37,14 @@ from payguard.errors import (
     ValidationProblem,
 )
 from payguard.events import service as events
-from payguard.identity import instructions, notifications, permissions, stepup
+from payguard.identity import instructions, notifications, permissions, stepup, stepup_segments
 from payguard.identity import service as identity
 from payguard.identity.permissions import Permission
 from payguard.identity.service import Principal
 from payguard.ledger import service as ledger
 from payguard.ledger.models import AccountKind, AccountStatus, SystemAccount
 from payguard.money import MAX_AMOUNT, is_known_currency
-from payguard.payments import fees, idempotency, instruments, limits
+from payguard.payments import channels, fees, idempotency, instruments, limits
 from payguard.payments.models import (
     FINAL_STATUSES,
     Merchant,
@@ -354,8 +354,12 @@ class PaymentService:
         payee: str | None,
         amount: int,
         instruction: _Instruction,
+        *,
+        kyc_tier: int | None = None,
+        device_registered_at: datetime | None = None,
     ) -> list[str]:
-        """The step-up policy: withdrawals, a new payee above an amount, a new device."""
+        """The step-up policy: withdrawals, a new payee above an amount, a new device, and
+        the payer segments an incident raised step-up for (identity/stepup_segments.py)."""
         reasons: list[str] = []
         if kind == PaymentKind.WITHDRAWAL:
             reasons.append("withdrawal")
@@ -368,6 +372,13 @@ class PaymentService:
             reasons.append("new_payee")
         if instruction.device is not None and instruction.device.is_new:
             reasons.append("new_device")
+        reasons += stepup_segments.matching_reasons(
+            session,
+            customer_id=customer_id,
+            kyc_tier=kyc_tier,
+            device_registered_at=device_registered_at,
+            now=clock.now(),
+        )
         return reasons
 
     @staticmethod
@@ -455,6 +466,8 @@ class PaymentService:
             raise ValidationProblem("a top-up or withdrawal needs the bank_account field")
         draft.payment["payer_account_id"] = payer
         draft.payment["payee_account_id"] = payee
+        # Incident containment: a suspended channel refuses here, before anything posts.
+        channels.check(session, kind=kind.value, payer_account_id=payer)
         fee = fees.fee_for(self.settings, kind.value, request.amount)
         draft.payment["fee"] = fee
         draft.move(PaymentStatus.VERIFIED)
@@ -504,7 +517,14 @@ class PaymentService:
             return self._write_reply(session, draft, 422)
         if signed is not None:
             reasons = self._step_up_reasons(
-                session, kind, customer_id, payee, request.amount, signed
+                session,
+                kind,
+                customer_id,
+                payee,
+                request.amount,
+                signed,
+                kyc_tier=customer.kyc_tier,
+                device_registered_at=facts.device_registered_at,
             )
             if decision.action == "challenge":
                 reasons.append("risk")
@@ -830,6 +850,7 @@ class PaymentService:
         amount = remaining if request.amount is None else request.amount
         if remaining == 0:
             raise PaymentNotRefundable("this payment has been refunded in full")
+        channels.check(session, kind=PaymentKind.REFUND.value, payer_account_id=None)
         refund_id = ids.new_id("payment")
         owner = original.customer_id or original.id  # refunds of merchant payments: the payer
         memo = seal_memo(session, self.settings, owner, refund_id, request.memo)
@@ -886,6 +907,7 @@ class PaymentService:
         if approve and payment.kind == PaymentKind.WITHDRAWAL.value:
             raise PaymentNotReleasable("a held withdrawal is released by payout approval")
         if approve:
+            channels.check(session, kind=payment.kind, payer_account_id=payment.payer_account_id)
             posted = ledger.post_hold(session, payment.hold_id, amount=payment.amount)
             payment.transfer_id = posted.id
             self._move(session, payment, PaymentStatus.POSTED, f"approved: {reason}")
@@ -917,6 +939,7 @@ class PaymentService:
         payment = self._lock(session, payment_id)
         if payment.status != PaymentStatus.HELD_FOR_REVIEW:
             raise PaymentNotReleasable("the payment was resolved a moment ago")
+        channels.check(session, kind=payment.kind, payer_account_id=payment.payer_account_id)
         self._move(session, payment, PaymentStatus.POSTED, f"released: {note}; sent to the rail")
 
     def decline_payout(self, payment_id: str, reason: str) -> PaymentOut:
