@@ -21,6 +21,7 @@ from payguard.approval_actions import build_catalogue
 from payguard.audit import service as audit
 from payguard.audit.api import router as audit_router
 from payguard.console.api import router as console_router
+from payguard.drills.api import router as drills_router
 from payguard.console.risk_pages import router as console_risk_router
 from payguard.crypto.keyring import load_signer
 from payguard.db.engine import Database
@@ -29,8 +30,12 @@ from payguard.evaluation.api import router as evaluation_router
 from payguard.identity import approvals, instructions
 from payguard.identity.api import router as identity_router
 from payguard.identity.api.password_reset import router as password_reset_router
+from payguard.identity.staff_watch import StaffWatch
+from payguard.incidents.api import router as incidents_router
 from payguard.incidents.playbooks_api import router as playbooks_router
 from payguard.ledger.api import router as ledger_router
+from payguard.notify import service as notify_service
+from payguard.notify.api import router as notify_router
 from payguard.observability import (
     PAYMENTS_BY_STATUS,
     REGISTRY,
@@ -42,6 +47,7 @@ from payguard.payments import idempotency
 from payguard.payments import service as payments_service
 from payguard.payments.api import router as payments_router
 from payguard.payments.rails import SimulatedRail
+from payguard.rate_limits import RateLimits
 from payguard.risk.api import router as risk_router
 from payguard.risk.engine import build_engine, warm_from_receipts
 from payguard.settings import Settings, get_settings
@@ -153,6 +159,12 @@ def _sweeper(services: web.Services, stop: threading.Event, interval: float) -> 
             lapsed = services.db.transact(approvals.expire_stale)
             if lapsed:
                 log.info("approvals_expired", count=lapsed)
+            try:  # queued webhook / SMTP notifications whose (back-off) time has come
+                delivered = notify_service.dispatch_pending(services.db, services.settings)
+                if delivered:
+                    log.info("notifications_sent", count=delivered)
+            except Exception as error:  # a bad receiver must not stop the rest of the sweep
+                log.warning("notify_dispatch_failed", error_type=type(error).__name__)
             if time.monotonic() >= next_head:
                 head = services.db.transact(
                     lambda session: audit.make_tree_head(session, services.signer)
@@ -270,7 +282,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, web.handle_http)
     app.add_exception_handler(Exception, web.handle_unexpected)
     app.add_middleware(RequestObserver)
+    app.add_middleware(StaffWatch, settings=settings)  # bulk staff reads, refused operations
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RateLimits, settings=settings)  # floods refused before any work
     app.add_middleware(SecurityHeaders)
 
     @app.get("/healthz", tags=["operations"], summary="The process is up")
@@ -302,6 +316,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(payments_router)
     app.include_router(audit_router)
     app.include_router(risk_router)
+    app.include_router(incidents_router)
+    app.include_router(notify_router)
+    app.include_router(drills_router)
     app.include_router(evaluation_router)
     app.include_router(console_risk_router)  # before console_router: its catch-all is last
     app.include_router(console_router)

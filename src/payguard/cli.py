@@ -18,10 +18,13 @@ from payguard import clock
 from payguard.audit.cli import audit_app
 from payguard.crypto.cli import keys_app
 from payguard.db.engine import Database
+from payguard.drills.cli import drill_app
 from payguard.errors import ProblemError
 from payguard.evaluation.cli import evaluate, evaluation_app
 from payguard.identity.cli import approvals_app
+from payguard.incidents.cli import incidents_app
 from payguard.incidents.playbooks_cli import playbooks_app
+from payguard.notify.cli import notify_app
 from payguard.privacy.cli import privacy_app
 from payguard.risk.aml_cli import aml_app
 from payguard.risk.cli import risk_app
@@ -54,7 +57,10 @@ app.add_typer(privacy_app, name="privacy")
 app.add_typer(keys_app, name="keys")
 app.add_typer(risk_app, name="risk")
 app.add_typer(aml_app, name="aml")
+app.add_typer(incidents_app, name="incidents")
+app.add_typer(notify_app, name="notify")
 app.add_typer(playbooks_app, name="playbooks")
+app.add_typer(drill_app, name="drill")
 app.command("evaluate")(evaluate)
 app.add_typer(evaluation_app, name="evaluation")
 

@@ -150,9 +150,33 @@ class Settings(BaseSettings):
     aml_large_transfer_person: int = Field(default=50_000_000, ge=1)
     aml_large_transfer_entity: int = Field(default=200_000_000, ge=1)
 
-    # Notifications (notify/).
+    # Notifications (notify/). Channels: outbox (the stored row is the delivery), webhook
+    # (JSON POST signed with HMAC-SHA256, retried with exponential back-off), smtp.
+    notify_default_language: Literal["zh-CN", "en"] = "zh-CN"
+    # Where internal (staff have no contact on file) and external messages go by default.
+    notify_internal_channel: Literal["outbox", "webhook", "smtp"] = "outbox"
+    notify_customer_channel: Literal["outbox", "smtp"] = "outbox"
+    notify_external_channel: Literal["outbox", "webhook", "smtp"] = "outbox"
+    notify_webhook_url: str | None = None
+    notify_webhook_secret: SecretStr | None = None
+    notify_webhook_timeout_seconds: float = Field(default=5.0, gt=0)
+    notify_internal_emails: list[str] = Field(default_factory=list)
+    notify_external_emails: list[str] = Field(default_factory=list)
+    # Attempt n waits base x 2^(n-1) seconds (capped) before attempt n+1.
+    notify_max_attempts: int = Field(default=5, ge=1, le=50)
+    notify_backoff_base_seconds: float = Field(default=30.0, ge=0)
+    notify_backoff_max_seconds: float = Field(default=3600.0, ge=0)
+    # Regulator reporting clock by grade, minutes from detection (see docs/notify.md).
+    notify_regulator_deadline_minutes: dict[str, int] = Field(
+        default_factory=lambda: {"I": 30, "II": 60, "III": 120, "IV": 1440}
+    )
+    notify_regulator_final_report_days: int = Field(default=5, ge=1)
 
     # Incidents and containment playbooks (incidents/).
+    # Platform control: a tampered payment instruction (a registered device's signature that
+    # does not cover what was sent: malware or a proxy altered it) makes that customer step
+    # up on every payment for this many hours (a step-up segment); 0 = off.
+    step_up_after_tamper_hours: int = Field(default=24, ge=0, le=720)
     # Grade thresholds YAML (None: the shipped incidents/data/grading.yaml, see
     # docs/incidents.md for the sources of its numbers).
     incident_grading_path: Path | None = None
@@ -167,6 +191,30 @@ class Settings(BaseSettings):
     # Custom containment playbooks (*.yaml) besides the shipped incidents/playbooks/; a
     # custom playbook with a shipped one's name replaces it (docs/playbooks.md).
     playbooks_dir: Path | None = None
+
+    # Rate limits and staff read-volume detection.
+    # Token buckets on the API's write requests (POST/PUT/PATCH/DELETE under /v1/), per
+    # source IP and per session (docs/rate-limits.md); in-process, or in Redis when
+    # PAYGUARD_REDIS_URL is set so that every server process shares them.
+    rate_limit_enabled: bool = True
+    rate_limit_ip_per_second: float = Field(default=50.0, gt=0)
+    rate_limit_ip_burst: int = Field(default=200, ge=1)
+    rate_limit_session_per_second: float = Field(default=20.0, gt=0)
+    rate_limit_session_burst: int = Field(default=60, ge=1)
+    rate_limit_redis_prefix: str = "payguard:rate:"
+    # One security.rate_limited event per limited key within this many seconds.
+    rate_limit_event_seconds: float = Field(default=60.0, gt=0)
+    # Staff reads of customer, account and payment data (GET /v1/customers, /v1/accounts,
+    # /v1/payments, /v1/devices): records read per staff member within the window; at the
+    # alert line a risk alert (kind staff_read_volume) and security.staff_read_volume, at
+    # the block line further reads of that session are refused (429 read-volume-exceeded).
+    staff_read_window_seconds: float = Field(default=600.0, gt=0)
+    staff_read_alert_records: int = Field(default=1000, ge=1)
+    staff_read_block_records: int = Field(default=3000, ge=1)
+    # Refused staff operations (403: a permission the role lacks, a self-approval): each
+    # one is audited; this many by one staff member within the window raise an alert.
+    staff_refusal_window_seconds: float = Field(default=600.0, gt=0)
+    staff_refusal_alert_count: int = Field(default=3, ge=1)
 
     # Drills (drills/).
 

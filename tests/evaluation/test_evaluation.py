@@ -27,7 +27,6 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
 from payguard import clock
 from payguard.app import create_app
@@ -36,7 +35,7 @@ from payguard.evaluation import service
 from payguard.evaluation.schemas import EvaluationOut
 from payguard.incidents import service as incidents
 from payguard.payments.rails import SimulatedRail
-from payguard.settings import Settings, get_settings
+from payguard.settings import Settings
 from tests.conftest import make_settings
 from tests.factories import (
     PASSWORD,
@@ -248,6 +247,26 @@ def _history_of(payment: dict[str, Any]) -> list[str]:
     return [str(event.get("detail") or "") for event in payment.get("history", [])]
 
 
+def _drill(session: Any, number: int, attacks: int, defended: int, off: list[str]) -> None:
+    from payguard import ids
+    from payguard.drills import service as drills
+
+    run_id = ids.new_id("drill_run")
+    drills.start_run(session, run_id=run_id, scenario=f"scenario-{number}", target="sandbox")
+    drills.finish_run(
+        session,
+        run_id,
+        {
+            "passed": attacks == defended,
+            "score": round(100 * defended / attacks),
+            "attacks": attacks,
+            "attacks_defended": defended,
+            "disabled_controls": off,
+        },
+        None,
+    )
+
+
 def _staff_id(session: Any) -> str:
     from sqlalchemy import select
 
@@ -347,6 +366,20 @@ def test_each_indicator_is_what_the_data_implies(
         client, people["alice"], kind="p2p", amount=1_000, payee_account_id=people["bob"].wallet_id
     )
     assert more.status_code == 201, more.text
+    # Three drills: 3 of 4 attack steps defended, 5 of 5, and one played with a control
+    # switched off on purpose (0 of 4), which says nothing about the platform as it runs.
+    database = Database(settings.database_url)
+    try:
+        for number, (attacks, defended, disabled) in enumerate(
+            ((4, 3, []), (5, 5, []), (4, 0, ["risk_rules"]))
+        ):
+            database.transact(
+                lambda session, n=number, a=attacks, d=defended, off=disabled: _drill(
+                    session, n, a, d, off
+                )
+            )
+    finally:
+        database.dispose()
     frozen.advance(MINUTE)
     database = Database(settings.database_url)
     try:
@@ -366,7 +399,12 @@ def test_each_indicator_is_what_the_data_implies(
     assert again["payment_failure_rate"].trend == "better"
     assert again["legit_step_up_rate"].trend == "better"  # 1 of 4 now
     assert again["data_leak_events"].trend == "same"
-    assert again["drill_defence_rate"].trend == "none"
+    assert again["drill_defence_rate"].value == pytest.approx(8 / 9)
+    assert again["drill_defence_rate"].detail["drills_with_controls_off"] == 1
+    assert again["drill_defence_rate"].detail["scenarios_failed"] == ["scenario-0"]
+    assert again["drill_defence_rate"].state == "fail"  # below 90%
+    assert again["drill_defence_rate"].score == pytest.approx(60 * (8 / 9) / 0.9, abs=0.01)
+    assert again["drill_defence_rate"].trend == "none"  # no data the first time
     # The period before this one held nothing.
     assert again["payment_failure_rate"].previous_period_value is None
     assert [run.id for run in runs] == [second.id, first.id]

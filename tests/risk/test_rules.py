@@ -3,6 +3,7 @@ hits, hot reload across processes, four-eyes publishing, backtests and the CLI."
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 from collections.abc import Callable, Iterator
@@ -291,8 +292,20 @@ SCENARIOS: dict[str, Callable[[], dict[str, Any]]] = {
     "new-device-large-amount": lambda: World().features(
         payment(amount=300_000, device="dev_new", device_age=timedelta(hours=2), device_new=True)
     ),
+    "new-device-new-payee-large": lambda: World().features(
+        payment(
+            amount=2_500_000,
+            payee="acc_mule",
+            device="dev_thief",
+            device_age=timedelta(minutes=3),
+            device_new=True,
+        )
+    ),
     "new-payee-night-large": lambda: World().features(
         payment(AFTERNOON.replace(hour=2), payee="acc_mule", amount=150_000)
+    ),
+    "new-network-new-payee": lambda: World().features(
+        dataclasses.replace(payment(payee="acc_mule", amount=50_000), ip="203.0.113.50")
     ),
     "failed-logins-then-pay": lambda: World().features(payment(failed_logins_1h=5)),
     "shared-device": _shared_device,
@@ -338,6 +351,9 @@ ORDINARY: dict[str, Callable[[], dict[str, Any]]] = {
     ),
     "a new customer's first payment": lambda: computer_for(PLAIN, EmbeddedCounterStore()).compute(
         payment(payee="acc_carol", device_age=timedelta(hours=1), device_new=True)
+    ),
+    "a first payment from a new phone to a known payee": lambda: World().features(
+        payment(device="dev_new", device_age=timedelta(hours=2), device_new=True)
     ),
     "a low model score": lambda: _with_model(0.05),
 }

@@ -9,6 +9,7 @@ from payguard.events import models as _events  # noqa: F401
 from payguard.identity import models as _identity  # noqa: F401
 from payguard.incidents import models as _incidents  # noqa: F401
 from payguard.ledger import models as _ledger  # noqa: F401
+from payguard.notify import models as _notify  # noqa: F401
 from payguard.payments import models as _payments  # noqa: F401
 from payguard.risk import models as _risk  # noqa: F401
 

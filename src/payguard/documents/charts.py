@@ -15,17 +15,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import matplotlib
 
 matplotlib.use("Agg")  # headless, before anything imports a GUI backend
 
-import matplotlib.dates as mdates  # noqa: E402
-from matplotlib import font_manager  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.dates as mdates
+from matplotlib import font_manager
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 DPI = 144
 _PALETTE = ["#C0392B", "#2E86C1", "#D68910", "#239B56", "#7D3C98", "#5D6D7E", "#117A65"]
@@ -63,7 +64,7 @@ def label(zh: str, en: str, language: str = "zh-CN") -> str:
 
 @contextmanager
 def _figure(width: float, height: float, out: Path) -> Iterator[Figure]:
-    rc = {"font.size": 9, "axes.titlesize": 11, "svg.hashsalt": "payguard"}
+    rc: dict[Any, Any] = {"font.size": 9, "axes.titlesize": 11, "svg.hashsalt": "payguard"}
     font = cjk_font()
     if font is not None:
         rc["font.sans-serif"] = [font, "DejaVu Sans"]
@@ -78,10 +79,22 @@ def _figure(width: float, height: float, out: Path) -> Iterator[Figure]:
         figure.savefig(out, format="png", dpi=DPI, metadata={"Software": None})
 
 
+def _num(moment: datetime) -> float:
+    return float(mdates.date2num(moment))  # type: ignore[no-untyped-call]
+
+
 def _no_data(axes: Axes, title: str) -> None:
     axes.set_title(title)
-    axes.text(0.5, 0.5, "no data", ha="center", va="center", color="#7F8C8D",
-              transform=axes.transAxes, fontsize=12)
+    axes.text(
+        0.5,
+        0.5,
+        "no data",
+        ha="center",
+        va="center",
+        color="#7F8C8D",
+        transform=axes.transAxes,
+        fontsize=12,
+    )
     axes.set_xticks([])
     axes.set_yticks([])
 
@@ -115,28 +128,35 @@ def timeline_chart(
         first, last = min(stamps), max(stamps)
         span = last - first
         pad = max(span * 0.08, timedelta(seconds=30))
-        axes.set_xlim(mdates.date2num(first - pad), mdates.date2num(last + pad * 3))
-        for index, lane in enumerate(order):
+        axes.set_xlim(_num(first - pad), _num(last + pad * 3))
+        for index in range(len(order)):
             axes.axhline(index, color="#D5DBDB", linewidth=0.8, zorder=0)
         ordered = sorted(zip(stamps, points, strict=True), key=lambda item: item[0])
         for count, (stamp, point) in enumerate(ordered):
             row = order.index(point.lane)
             colour = _PALETTE[row % len(_PALETTE)]
-            x = mdates.date2num(stamp)
+            x = _num(stamp)
             axes.plot([x], [row], marker="o", markersize=6, color=colour, zorder=3)
             # Alternate above / below so neighbouring labels do not sit on each other.
             offset = 0.22 if count % 2 == 0 else -0.3
             axes.annotate(
-                _short(point.label), (x, row), xytext=(x, row + offset), fontsize=7,
-                color="#1F2933", ha="left", va="center",
+                _short(point.label),
+                (x, row),
+                xytext=(x, row + offset),
+                fontsize=7,
+                color="#1F2933",
+                ha="left",
+                va="center",
             )
         axes.set_yticks(range(len(order)), order)
         axes.set_ylim(-0.7, len(order) - 0.3)
         axes.invert_yaxis()
         tzinfo = zone or first.tzinfo
         fmt = "%H:%M:%S" if span <= timedelta(hours=2) else "%m-%d %H:%M"
-        axes.xaxis.set_major_formatter(mdates.DateFormatter(fmt, tz=tzinfo))
-        axes.xaxis.set_major_locator(mdates.AutoDateLocator(tz=tzinfo, maxticks=8))
+        formatter = mdates.DateFormatter(fmt, tz=tzinfo)  # type: ignore[no-untyped-call]
+        locator = mdates.AutoDateLocator(tz=tzinfo, maxticks=8)  # type: ignore[no-untyped-call]
+        axes.xaxis.set_major_formatter(formatter)
+        axes.xaxis.set_major_locator(locator)
         axes.set_title(title)
         axes.grid(axis="x", color="#EAECEE", linewidth=0.6)
         for side in ("top", "right"):
@@ -167,14 +187,25 @@ def line_chart(
             return out
         for index, (name, points) in enumerate(series.items()):
             xs = [categories.index(x) for x, _ in points]
-            axes.plot(xs, [float(v) for _, v in points], marker="o", markersize=4,
-                      linewidth=1.6, color=_PALETTE[index % len(_PALETTE)], label=name)
+            axes.plot(
+                xs,
+                [float(v) for _, v in points],
+                marker="o",
+                markersize=4,
+                linewidth=1.6,
+                color=_PALETTE[index % len(_PALETTE)],
+                label=name,
+            )
         if threshold is not None:
-            axes.axhline(threshold, color="#7F8C8D", linestyle="--", linewidth=1,
-                         label=f"{threshold:g}")
-        axes.set_xticks(range(len(categories)), [_short(c, 16) for c in categories],
-                        rotation=30 if len(categories) > 6 else 0,
-                        ha="right" if len(categories) > 6 else "center")
+            axes.axhline(
+                threshold, color="#7F8C8D", linestyle="--", linewidth=1, label=f"{threshold:g}"
+            )
+        axes.set_xticks(
+            range(len(categories)),
+            [_short(c, 16) for c in categories],
+            rotation=30 if len(categories) > 6 else 0,
+            ha="right" if len(categories) > 6 else "center",
+        )
         axes.set_ylabel(y_label)
         axes.set_title(title)
         axes.grid(color="#EAECEE", linewidth=0.6)
@@ -214,13 +245,24 @@ def bar_chart(
         positions = list(range(len(values)))
         axes.bar(positions, numbers, color=colours, width=0.6)
         for x, number in zip(positions, numbers, strict=True):
-            axes.annotate(f"{number:.4g}", (x, number), ha="center", va="bottom",
-                          fontsize=7, xytext=(0, 2), textcoords="offset points")
+            axes.annotate(
+                f"{number:.4g}",
+                (x, number),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                xytext=(0, 2),
+                textcoords="offset points",
+            )
         if threshold is not None:
             axes.axhline(threshold, color="#7F8C8D", linestyle="--", linewidth=1)
         many = len(values) > 5
-        axes.set_xticks(positions, [_short(name, 18) for name, _ in values],
-                        rotation=30 if many else 0, ha="right" if many else "center")
+        axes.set_xticks(
+            positions,
+            [_short(name, 18) for name, _ in values],
+            rotation=30 if many else 0,
+            ha="right" if many else "center",
+        )
         axes.set_ylabel(y_label)
         axes.set_title(title)
         axes.grid(axis="y", color="#EAECEE", linewidth=0.6)

@@ -29,12 +29,12 @@ from reportlab.platypus import (
     ListItem,
     SimpleDocTemplate,
     Spacer,
+    TableStyle,
 )
 from reportlab.platypus import Image as PdfImage
 from reportlab.platypus import PageBreak as PdfPageBreak
 from reportlab.platypus import Paragraph as PdfParagraph
 from reportlab.platypus import Table as PdfTable
-from reportlab.platypus import TableStyle
 
 from .model import (
     Bullets,
@@ -42,6 +42,7 @@ from .model import (
     Heading,
     Image,
     KeyValues,
+    Language,
     PageBreak,
     Paragraph,
     Table,
@@ -82,10 +83,15 @@ def has_cjk(text: str) -> bool:
     return any(not _latin_ok(char) for char in text)
 
 
+# Symbols neither Helvetica nor STSong-Light carries, and the nearest ones they do.
+_SUBSTITUTES = str.maketrans({"✓": "√", "✔": "√", "✗": "×", "✘": "×", "⚠": "!", "…": "..."})
+
+
 def markup(text: str, *, bold: bool = False) -> str:
     """Paragraph markup for plain ``text``: escaped, font switched per script run."""
     latin = LATIN_BOLD if bold else LATIN
     out: list[str] = []
+    text = text.translate(_SUBSTITUTES)
     for line_no, line in enumerate(text.replace("\r", "").split("\n")):
         if line_no:
             out.append("<br/>")
@@ -106,29 +112,44 @@ def _runs(line: str) -> list[str]:
 
 
 def _styles() -> dict[str, ParagraphStyle]:
+    _register_fonts()
     base = ParagraphStyle("body", fontName=LATIN, fontSize=10, leading=15, textColor=_INK)
     return {
         "title": ParagraphStyle(
             "title", parent=base, fontSize=20, leading=26, alignment=TA_CENTER, spaceAfter=4
         ),
         "subtitle": ParagraphStyle(
-            "subtitle", parent=base, fontSize=12, leading=17, alignment=TA_CENTER,
-            textColor=_MUTED, spaceAfter=4,
+            "subtitle",
+            parent=base,
+            fontSize=12,
+            leading=17,
+            alignment=TA_CENTER,
+            textColor=_MUTED,
+            spaceAfter=4,
         ),
         "meta": ParagraphStyle(
             "meta", parent=base, fontSize=9, leading=13, alignment=TA_CENTER, textColor=_MUTED
         ),
-        "h1": ParagraphStyle("h1", parent=base, fontSize=16, leading=22, spaceBefore=10,
-                             spaceAfter=6),
-        "h2": ParagraphStyle("h2", parent=base, fontSize=13.5, leading=19, spaceBefore=10,
-                             spaceAfter=5),
-        "h3": ParagraphStyle("h3", parent=base, fontSize=11.5, leading=16, spaceBefore=8,
-                             spaceAfter=4),
+        "h1": ParagraphStyle(
+            "h1", parent=base, fontSize=16, leading=22, spaceBefore=10, spaceAfter=6
+        ),
+        "h2": ParagraphStyle(
+            "h2", parent=base, fontSize=13.5, leading=19, spaceBefore=10, spaceAfter=5
+        ),
+        "h3": ParagraphStyle(
+            "h3", parent=base, fontSize=11.5, leading=16, spaceBefore=8, spaceAfter=4
+        ),
         "body": ParagraphStyle("bodytext", parent=base, spaceAfter=6),
         "cell": ParagraphStyle("cell", parent=base, fontSize=9, leading=12.5),
         "caption": ParagraphStyle(
-            "caption", parent=base, fontSize=9, leading=12, alignment=TA_CENTER,
-            textColor=_MUTED, spaceBefore=3, spaceAfter=8,
+            "caption",
+            parent=base,
+            fontSize=9,
+            leading=12,
+            alignment=TA_CENTER,
+            textColor=_MUTED,
+            spaceBefore=3,
+            spaceAfter=8,
         ),
     }
 
@@ -167,7 +188,7 @@ def _column_widths(table: Table, columns: int) -> list[float]:
     return widths
 
 
-def _table(table: Table, styles: dict[str, ParagraphStyle], language: str) -> list[Flowable]:
+def _table(table: Table, styles: dict[str, ParagraphStyle], language: Language) -> list[Flowable]:
     columns = max([len(table.headers)] + [len(row) for row in table.rows] + [1])
 
     def pad(row: list[str]) -> list[str]:
@@ -177,10 +198,7 @@ def _table(table: Table, styles: dict[str, ParagraphStyle], language: str) -> li
     for row in table.rows:
         data.append([_para(cell, styles["cell"]) for cell in pad(row)])
     if not table.rows:
-        data.append(
-            [_para(word("empty_table", language), styles["cell"])]  # type: ignore[arg-type]
-            + [""] * (columns - 1)
-        )
+        data.append([_para(word("empty_table", language), styles["cell"])] + [""] * (columns - 1))
     pdf_table = PdfTable(
         data, colWidths=_column_widths(table, columns), repeatRows=1, hAlign="LEFT"
     )
@@ -228,14 +246,16 @@ def _key_values(block: KeyValues, styles: dict[str, ParagraphStyle]) -> list[Flo
     return [pdf_table, Spacer(1, 8)]
 
 
-def _image(block: Image, number: int, styles: dict[str, ParagraphStyle], lang: str) -> Flowable:
+def _image(
+    block: Image, number: int, styles: dict[str, ParagraphStyle], lang: Language
+) -> Flowable:
     caption = (
-        _para(f"{word('figure', lang)} {number}. {block.caption}", styles["caption"])  # type: ignore[arg-type]
+        _para(f"{word('figure', lang)} {number}. {block.caption}", styles["caption"])
         if block.caption
         else None
     )
     if not block.path.is_file():
-        missing = _para(word("missing_image", lang, name=block.path.name), styles["caption"])  # type: ignore[arg-type]
+        missing = _para(word("missing_image", lang, name=block.path.name), styles["caption"])
         return KeepTogether([missing] + ([caption] if caption else []))
     width_px, height_px = ImageReader(str(block.path)).getSize()
     width = _TEXT_W * min(max(block.width_fraction, 0.1), 1.0)
@@ -292,13 +312,15 @@ def render_pdf(doc: Document, path: Path) -> Path:
             story.append(_para(block.text, styles["body"]))
         elif isinstance(block, Bullets):
             if block.items:
-                items = [ListItem(_para(item, styles["body"]), leftIndent=14)
-                         for item in block.items]
+                items = [
+                    ListItem(_para(item, styles["body"]), leftIndent=14) for item in block.items
+                ]
                 story.append(
                     ListFlowable(
                         items,
                         bulletType="1" if block.ordered else "bullet",
                         start=None if block.ordered else "•",
+                        bulletFormat="%s." if block.ordered else None,
                         bulletFontName=LATIN,
                         bulletFontSize=9,
                         leftIndent=14,

@@ -22,7 +22,7 @@ import httpx
 import pyotp
 
 from payguard import clock
-from payguard.client.sdk import Payment, PayguardClient, PayguardError
+from payguard.client.sdk import PayguardClient, PayguardError, Payment
 from payguard.db.engine import Database
 from payguard.drills.scenario import DEFAULT_CONTAIN, Signal
 from payguard.identity import notifications
@@ -167,9 +167,7 @@ class StepHandle:
         if reply.status_code >= 400 and not (reply.status_code == 422 and _is_payment(body)):
             code = str(body.get("code")) if isinstance(body, dict) else f"http-{reply.status_code}"
             detail = str(body.get("detail", "")) if isinstance(body, dict) else ""
-            self.record.refusals.append(
-                Refusal(clock.now(), code, reply.status_code, detail[:200])
-            )
+            self.record.refusals.append(Refusal(clock.now(), code, reply.status_code, detail[:200]))
             self.context.progress("refused", self.record, code)
         elif _is_payment(body):
             payment = Payment.from_json(body)

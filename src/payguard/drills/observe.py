@@ -115,20 +115,17 @@ def _incidents(session: Session, run_id: str) -> list[IncidentSeen]:
 
 
 def _playbook_steps(session: Session, incident_id: str) -> list[tuple[datetime, str, str]]:
-    """(finished at, action, status) of the playbook steps run on the incident."""
+    """(finished at, "playbook/action", status) of the playbook steps run on the incident."""
+    module = _optional("payguard.incidents.playbooks")
+    if module is None or not hasattr(module, "runs_of"):
+        return []
     steps: list[tuple[datetime, str, str]] = []
-    for module_name in ("payguard.incidents.service", "payguard.incidents.playbooks"):
-        module = _optional(module_name)
-        finder = getattr(module, "playbook_steps_for_incident", None) if module else None
-        if finder is None:
-            continue
-        for item in finder(session, incident_id):
-            at = getattr(item, "finished_at", None) or getattr(item, "started_at", None)
-            if at is None:
-                continue
-            steps.append((clock.as_utc(at), str(item.action), str(item.status)))
-        break
-    return steps
+    for run in module.runs_of(session, incident_id):
+        for item in module.run_out(session, run).steps:
+            at = item.finished_at or item.started_at
+            if at is not None:
+                steps.append((clock.as_utc(at), f"{run.playbook}/{item.action}", str(item.status)))
+    return sorted(steps)
 
 
 class Observer:
@@ -223,9 +220,7 @@ class Observer:
                     continue
                 if signal.codes and not set(signal.codes) & set(codes):
                     continue
-                found.append(
-                    Observation(at, "alert", f"alert {alert_id} {kind} {','.join(codes)}")
-                )
+                found.append(Observation(at, "alert", f"alert {alert_id} {kind} {','.join(codes)}"))
         elif signal.kind == "event":
             found = self._events(step, signal, records, start)
         elif signal.kind == "incident":
@@ -237,7 +232,12 @@ class Observer:
         elif signal.kind == "playbook":
             for item in records.incidents:
                 for at, action, status in item.playbook_steps:
-                    if at >= start and status == "done" and action.startswith(signal.topic):
+                    name = action.split("/", 1)[-1]
+                    if (
+                        at >= start
+                        and status == "done"
+                        and (not signal.topic or signal.topic in (name, action))
+                    ):
                         found.append(Observation(at, "playbook", f"{action} on {item.id}"))
         elif signal.kind == "frozen":
             ids = self._actor_ids(step)
@@ -276,9 +276,7 @@ class Observer:
             acknowledged = dict(context.acknowledged)
             statuses = payments.payment_statuses(session, list(acknowledged))
             lost = [
-                payment_id
-                for payment_id in acknowledged
-                if statuses.get(payment_id) != "confirmed"
+                payment_id for payment_id in acknowledged if statuses.get(payment_id) != "confirmed"
             ]
             duplicates = self._duplicates(session, self._drill_accounts())
         problems = [

@@ -41,7 +41,9 @@ def _seconds(later: datetime | None, earlier: datetime) -> float | None:
     return None if later is None else round(max(0.0, (later - earlier).total_seconds()), 3)
 
 
-def _platform(options: RunOptions, run_id: str, settings: Settings) -> AbstractContextManager[Platform]:
+def _platform(
+    options: RunOptions, run_id: str, settings: Settings
+) -> AbstractContextManager[Platform]:
     if options.target:
         if options.disabled:
             raise ValidationProblem(
@@ -72,7 +74,10 @@ def run(
         target = options.target or "sandbox"
         home.transact(
             lambda session: drills.start_run(
-                session, run_id=run_id, scenario=scenario.name, target=target,
+                session,
+                run_id=run_id,
+                scenario=scenario.name,
+                target=target,
                 plan_id=options.plan_id,
             )
         )
@@ -87,8 +92,19 @@ def run(
         if options.out_dir is not None:
             from payguard.drills import record
 
-            files = record.write_record(result, scenario, options.out_dir / run_id,
-                                        languages=options.record_languages)
+            plan = None
+            if options.plan_id is not None:
+                plan = home.transact(
+                    lambda session: drills.get_plan(session, str(options.plan_id))
+                ).model_dump(mode="json")
+            files = record.write_record(
+                result,
+                scenario,
+                options.out_dir / run_id,
+                languages=options.record_languages,
+                plan=plan,
+                timezone=settings.risk_timezone,
+            )
             record_dir = str(options.out_dir / run_id)
             result["record_files"] = [str(path) for path in files]
         home.transact(lambda session: drills.finish_run(session, run_id, result, record_dir))
@@ -114,6 +130,8 @@ def _play(
     errors: list[str] = []
     try:
         context.progress("phase", None, "setup")
+        # The incident responder on duty (seed 003: the command centre), with TOTP.
+        context.staff("responder", "incident_commander")
         scenario.setup(context)
         context.note("Drill actors seeded; the drill begins.", "演练人员与账户准备完毕，演练开始。")
         background = scenario.background or (lambda ctx: ctx.normal_traffic())
@@ -166,7 +184,11 @@ def _await_signals(
     scenario's settle time is over (incidents and playbooks come asynchronously)."""
     limit = max(
         [scenario.settle_seconds]
-        + [min(step.detect_within_s, step.contain_within_s) for step in context.steps if step.detect]
+        + [
+            min(step.detect_within_s, step.contain_within_s)
+            for step in context.steps
+            if step.detect
+        ]
     )
     deadline = time.monotonic() + min(limit, scenario.settle_seconds)
     while True:
@@ -182,7 +204,10 @@ def _await_signals(
             for step in context.steps
             for signal in (*step.detect, *step.contain)
         )
-        if (complete and (not incident_expected or _incident_signals_seen(observer, context, records))) or time.monotonic() > deadline:
+        if (
+            complete
+            and (not incident_expected or _incident_signals_seen(observer, context, records))
+        ) or time.monotonic() > deadline:
             return steps, records
         time.sleep(0.5)
 
@@ -200,11 +225,7 @@ def _incident_signals_seen(observer: Observer, context: DrillContext, records: R
 def _first(
     observer: Observer, step: StepRecord, signals: tuple[Any, ...], records: Records
 ) -> Observation | None:
-    firsts = [
-        found[0]
-        for signal in signals
-        if (found := observer.resolve(step, signal, records))
-    ]
+    firsts = [found[0] for signal in signals if (found := observer.resolve(step, signal, records))]
     return min(firsts, key=lambda item: item.at) if firsts else None
 
 
@@ -212,8 +233,7 @@ def _score_step(observer: Observer, step: StepRecord, records: Records) -> scori
     lost = sum(
         payment.amount
         for payment in step.payments
-        if records.payment_status.get(payment.payment_id, payment.status)
-        in ("confirmed", "posted")
+        if records.payment_status.get(payment.payment_id, payment.status) in ("confirmed", "posted")
     ) + sum(amount for _at, _what, amount in step.breaches)
     scored = scoring.StepScore(
         key=step.key,
@@ -314,41 +334,73 @@ def _result(
     }
 
 
-def _timeline(
-    context: DrillContext, records: Records, observer: Observer
-) -> list[dict[str, str]]:
+def _timeline(context: DrillContext, records: Records, observer: Observer) -> list[dict[str, str]]:
     """Every timestamped line of the drill: the attacker's side and the platform's."""
     lines: list[dict[str, str]] = []
 
     def add(at: datetime, lane: str, text_en: str, text_zh: str | None = None) -> None:
-        lines.append(
-            {"at": at.isoformat(), "lane": lane, "en": text_en, "zh": text_zh or text_en}
-        )
+        lines.append({"at": at.isoformat(), "lane": lane, "en": text_en, "zh": text_zh or text_en})
 
     for at, text_en, text_zh in context.notes:
         add(at, "drill", text_en, text_zh)
     for step in context.steps:
-        add(step.started_at, "attack", f"attack step: {step.title_en}", f"攻击步骤：{step.title_zh}")
+        add(
+            step.started_at, "attack", f"attack step: {step.title_en}", f"攻击步骤：{step.title_zh}"
+        )
         for refusal in step.refusals:
-            add(refusal.at, "detect", f"platform refused: {refusal.status} {refusal.code}",
-                f"平台拒绝：{refusal.status} {refusal.code}")
+            add(
+                refusal.at,
+                "detect",
+                f"platform refused: {refusal.status} {refusal.code}",
+                f"平台拒绝：{refusal.status} {refusal.code}",
+            )
         for payment in step.payments:
-            add(payment.at, "attack", f"attacker payment {payment.payment_id}: {payment.status}",
-                f"攻击者支付 {payment.payment_id}：{payment.status}")
+            add(
+                payment.at,
+                "attack",
+                f"attacker payment {payment.payment_id}: {payment.status}",
+                f"攻击者支付 {payment.payment_id}：{payment.status}",
+            )
         for at, what, _amount in step.breaches:
             add(at, "attack", f"attacker gained: {what}", f"攻击者得手：{what}")
         for at, text_en, text_zh in step.notes:
             add(at, "attack", text_en, text_zh)
     lanes = {"alert": "detect", "incident": "detect", "playbook": "contain", "event": "platform"}
+    since = context.attack_started_at or context.started_at
     for item in observer.timeline(records):
+        if item.at < since or item.detail.startswith(QUIET_TOPICS):
+            continue  # the setup's own approvals; duplicates of the playbook step lines
         lane = lanes.get(item.kind, "platform")
         if item.kind == "event" and item.detail.startswith(
             ("controls.", "ledger.account_status_changed")
         ):
             lane = "contain"
-        add(item.at, lane, item.detail)
+        text_en, text_zh = TOPIC_TEXT.get(item.detail, (item.detail, item.detail))
+        add(item.at, lane, text_en, text_zh)
     lines.sort(key=lambda line: line["at"])
     return lines
+
+
+# Events whose line the timeline already has in another form.
+QUIET_TOPICS = ("playbook.step_done", "playbook.step_failed", "incident.linked")
+TOPIC_TEXT = {
+    "security.login_locked": ("login locked after repeated failures", "多次失败后登录被锁定"),
+    "security.instruction_rejected": ("payment instruction rejected", "支付指令被拒绝"),
+    "ledger.account_status_changed": ("account status changed", "账户状态变更"),
+    "incident.opened": ("incident opened", "事件已开立"),
+    "incident.status_changed": ("incident status changed", "事件状态变更"),
+    "incident.task_added": ("incident task added", "事件任务已添加"),
+    "playbook.run_started": ("playbook started", "处置预案启动"),
+    "playbook.run_finished": ("playbook finished", "处置预案完成"),
+    "controls.account_frozen": ("account frozen", "账户已冻结"),
+    "controls.sessions_revoked": ("sessions revoked", "会话已撤销"),
+    "controls.password_reset_forced": ("password reset forced", "已强制重置密码"),
+    "controls.step_up_raised": ("step-up raised", "已提高二次验证要求"),
+    "controls.channel_suspended": ("payment channel suspended", "支付通道已暂停"),
+    "controls.funds_secured": ("merchant funds secured", "商户资金已转入安全账户"),
+    "approval.requested": ("four-eyes approval requested", "已提交四眼复核申请"),
+    "approval.executed": ("four-eyes approval executed", "四眼复核已执行"),
+}
 
 
 def improvements(
@@ -364,7 +416,8 @@ def improvements(
             {
                 "en": f"Control '{name}' was switched off for this drill: keep it on in "
                 "production; this run shows the exposure without it.",
-                "zh": f"本次演练关闭了控制措施“{name}”：生产环境必须保持开启；本次结果显示缺少该措施时的风险暴露。",
+                "zh": f"本次演练关闭了控制措施“{name}”：生产环境必须保持开启；"
+                "本次结果显示缺少该措施时的风险暴露。",
             }
         )
     for step in steps:
@@ -375,8 +428,8 @@ def improvements(
                 {
                     "en": f"'{step.title_en}' was not detected: review the controls "
                     f"{', '.join(scenario.controls)} and the alert-to-incident mapping.",
-                    "zh": f"“{step.title_zh}”未被发现：检查相关控制措施（{', '.join(scenario.controls)}）"
-                    "及告警转事件规则。",
+                    "zh": f"“{step.title_zh}”未被发现：检查相关控制措施"
+                    f"（{', '.join(scenario.controls)}）及告警转事件规则。",
                 }
             )
         elif not step.in_time:

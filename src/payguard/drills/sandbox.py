@@ -1,6 +1,7 @@
 """Where a drill runs: its own sandbox platform, or a running instance (``--target``).
 
-The sandbox is a fresh temporary SQLite database migrated to head, a fresh var dir (so
+The sandbox is a fresh temporary SQLite database migrated to head (a copy of a
+template migrated once per version of the migrations), a fresh var dir (so
 a fresh keyring), and a real server process (``uvicorn``) on a free local port, with the
 platform's settings passed as ``PAYGUARD_*`` environment, exactly as an operator starts
 it. Controls switched off for the drill go into that environment (or into the fresh
@@ -10,6 +11,7 @@ incident the sandbox opens with the drill run.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
@@ -20,11 +22,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 
 from payguard.db.engine import Database
-from payguard.db.migrate import upgrade
+from payguard.db.migrate import MIGRATIONS, upgrade
 from payguard.drills.controls import Control
 from payguard.settings import Settings
 
@@ -63,13 +66,28 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _template() -> Path:
+    """A database migrated to head, made once per version of the migrations and copied
+    for each sandbox (migrating takes seconds; copying a file does not)."""
+    digest = hashlib.sha256()
+    for path in sorted((MIGRATIONS / "versions").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    template = Path(tempfile.gettempdir()) / f"payguard-drill-template-{digest.hexdigest()[:16]}.db"
+    if not template.exists():
+        scratch = template.with_suffix(f".{os.getpid()}.tmp")
+        scratch.unlink(missing_ok=True)
+        upgrade(f"sqlite:///{scratch}")
+        os.replace(scratch, template)  # atomic: a concurrent sandbox sees all or nothing
+    return template
+
+
 def _settings_from_env(env: dict[str, str]) -> Settings:
-    values = {
+    values: dict[str, Any] = {
         key.removeprefix("PAYGUARD_").lower(): value
         for key, value in env.items()
         if key.startswith("PAYGUARD_")
     }
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 class Sandbox:
@@ -109,7 +127,7 @@ class Sandbox:
         port = _free_port()
         env = self.environment(self.root, port)
         settings = _settings_from_env(env)
-        upgrade(settings.database_url)
+        shutil.copyfile(_template(), self.root / "payguard.db")
         db = Database(settings.database_url)
         for control in self.disabled:
             if control.prepare is not None:
@@ -117,7 +135,8 @@ class Sandbox:
         inherited = {
             key: value for key, value in os.environ.items() if not key.startswith("PAYGUARD_")
         }
-        self.process = subprocess.Popen(
+        # The command line is fixed: this interpreter running uvicorn on the app factory.
+        self.process = subprocess.Popen(  # noqa: S603
             [
                 sys.executable,
                 "-m",

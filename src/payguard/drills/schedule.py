@@ -12,10 +12,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from croniter import croniter
+from sqlalchemy.orm import Session
 
 from payguard import clock
 from payguard.db.engine import Database
 from payguard.drills import service as drills
+from payguard.drills.schemas import DrillScheduleOut
 from payguard.errors import ValidationProblem
 
 
@@ -30,6 +32,12 @@ def next_after(cron: str, moment: datetime) -> datetime:
     following = croniter(cron.strip(), moment.astimezone(UTC)).get_next(datetime)
     assert isinstance(following, datetime)
     return following if following.tzinfo else following.replace(tzinfo=UTC)
+
+
+def _mark(
+    schedule_id: str, run_id: str | None, moment: datetime
+) -> Callable[[Session], DrillScheduleOut]:
+    return lambda session: drills.mark_schedule_ran(session, schedule_id, run_id, moment)
 
 
 def run_due(
@@ -47,10 +55,6 @@ def run_due(
             run_id = run_one(item.scenario)
         except Exception:  # recorded as a failed run by the runner; move on
             run_id = None
-        db.transact(
-            lambda session, schedule_id=item.id, ran=run_id: drills.mark_schedule_ran(
-                session, schedule_id, ran, moment
-            )
-        )
+        db.transact(_mark(item.id, run_id, moment))
         done.append((item.scenario, run_id))
     return done

@@ -96,10 +96,8 @@ def score(steps: list[StepScore], integrity: Integrity) -> Score:
     count = len(attacks) or 1
     at_risk = sum(step.money_at_risk for step in attacks)
     lost = sum(step.money_lost for step in steps)
-    if at_risk > 0:
-        money_share = max(0.0, 1.0 - lost / at_risk)
-    else:
-        money_share = 1.0 if lost == 0 else 0.0
+    # Nothing at risk: full marks unless something was lost all the same (a breach).
+    money_share = max(0.0, 1.0 - lost / at_risk) if at_risk > 0 else float(lost == 0)
     parts = {
         "detection": WEIGHTS["detection"] * sum(step.detected for step in attacks) / count,
         "timeliness": WEIGHTS["timeliness"] * sum(step.in_time for step in attacks) / count,
@@ -124,9 +122,7 @@ def score(steps: list[StepScore], integrity: Integrity) -> Score:
             )
         if not step.contained:
             failures.append(f"{step.key}: not contained")
-        elif (
-            step.time_to_contain_s is not None and step.time_to_contain_s > step.contain_within_s
-        ):
+        elif step.time_to_contain_s is not None and step.time_to_contain_s > step.contain_within_s:
             failures.append(
                 f"{step.key}: contained after {step.time_to_contain_s:.1f} s "
                 f"(limit {step.contain_within_s:g} s)"

@@ -78,9 +78,7 @@ def fail_run(session: Session, run_id: str, detail: str) -> DrillRun:
     run.finished_at = clock.now()
     run.passed = False
     run.result = {"error": detail}
-    events.emit(
-        session, "drill.run_failed", {"drill_run_id": run_id, "scenario": run.scenario}
-    )
+    events.emit(session, "drill.run_failed", {"drill_run_id": run_id, "scenario": run.scenario})
     return run
 
 

@@ -1,10 +1,11 @@
 """What each indicator measures, read from the platform's own records over [start, end).
 
 Every function returns a ``Measurement``: the value (None = no data), the counts it was
-computed from, and a detail mapping of ids-free facts for the report. The reads are
-read-only; payments, identity and risk tables are read here directly (those domains have
-no aggregate read functions, and adding analytics queries to their hot-path services
-would blur them), incidents and drills through their service functions.
+computed from, and a detail mapping of ids-free facts for the report. Everything here
+only reads. Drills come through drills.service.list_runs and incidents through
+incidents.service.metrics; the payments, identity and risk tables, and the improvement
+items among the incident tasks, are read here directly: those domains have no aggregate
+read functions for them, and analytics queries do not belong in their hot-path services.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from payguard.identity.models import AuthChallenge, LoginAttempt
-from payguard.incidents.models import Incident, IncidentTask
+from payguard.incidents.models import IncidentTask
 from payguard.payments.models import Payment, PaymentEvent
 from payguard.risk.models import RiskAlert, RiskLabel, RiskReceipt
 
@@ -78,6 +79,7 @@ class Sources:
         self.session = session
         self.window = window
         self._payments: list[_PaymentFacts] | None = None
+        self.incident_metrics: Any = None
 
     def payments(self) -> list[_PaymentFacts]:
         if self._payments is None:
@@ -148,19 +150,24 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def drill_defence_rate(sources: Sources, params: dict[str, Any]) -> Measurement:
-    """Attack steps defended over attack steps played, over the drills run in the window."""
+    """Attack steps defended over attack steps played, over the drills run in the window.
+
+    A drill played with a control switched off on purpose (to prove the drill fails
+    without it) says nothing about the platform as configured: it is left out."""
     from payguard.drills import service as drills
 
     runs = drills.list_runs(sources.session, since=sources.window.start, until=sources.window.end)
-    attacks = sum(int(run.attacks or 0) for run in runs)
-    defended = sum(int(run.attacks_defended or 0) for run in runs)
-    failed_runs = sorted({run.scenario for run in runs if not run.passed})
+    counted = [run for run in runs if not run.disabled_controls]
+    attacks = sum(run.attacks for run in counted)
+    defended = sum(run.attacks_defended for run in counted)
     return _ratio(
         defended,
         attacks,
-        drills=len(runs),
-        scenarios=sorted({run.scenario for run in runs}),
-        scenarios_failed=failed_runs,
+        drills=len(counted),
+        drills_with_controls_off=len(runs) - len(counted),
+        scenarios=sorted({run.scenario for run in counted}),
+        scenarios_failed=sorted({run.scenario for run in counted if not run.passed}),
+        money_lost=sum(run.money_lost for run in counted),
     )
 
 
@@ -197,24 +204,27 @@ def payment_failure_rate(sources: Sources, params: dict[str, Any]) -> Measuremen
 
 
 def data_leak_events(sources: Sources, params: dict[str, Any]) -> Measurement:
-    """Incidents of the data-leak categories reported in the window; drills left out."""
+    """Real incidents (not drills) of the data-leak categories reported in the window."""
     categories = tuple(str(code) for code in params.get("categories", ["03"]))
-    rows = sources.session.execute(
-        select(Incident.category, Incident.grade).where(
-            Incident.reported_at >= sources.window.start,
-            Incident.reported_at < sources.window.end,
-            Incident.drill_run_id.is_(None),
-            Incident.source != "drill",
-        )
-    ).all()
-    leaks = [row for row in rows if str(row.category).startswith(categories)]
-    grades: dict[str, int] = defaultdict(int)
-    for row in leaks:
-        grades[row.grade] += 1
+    found = _incident_metrics(sources)
+    leaks = {
+        code: count for code, count in found.by_category.items() if code.startswith(categories)
+    }
     return Measurement(
-        float(len(leaks)),
-        detail={"categories": list(categories), "by_grade": dict(sorted(grades.items()))},
+        float(sum(leaks.values())),
+        detail={"categories": list(categories), "by_category": leaks, "incidents": found.count},
     )
+
+
+def _incident_metrics(sources: Sources) -> Any:
+    """incidents.service.metrics over the window, real incidents only; read once."""
+    if sources.incident_metrics is None:
+        from payguard.incidents import service as incidents
+
+        sources.incident_metrics = incidents.metrics(
+            sources.session, sources.window.start, sources.window.end, drills=False
+        )
+    return sources.incident_metrics
 
 
 # ------------------------------------------------------------------ user experience
@@ -348,8 +358,9 @@ def false_positive_rate(sources: Sources, params: dict[str, Any]) -> Measurement
 
 
 def mean_time_to_dispose(sources: Sources, params: dict[str, Any]) -> Measurement:
-    """Mean minutes from opening to disposal: alerts closed in the window (opened to
-    closed) and incidents contained in it (reported to contained), together."""
+    """Mean minutes from opening to disposal, alerts and incidents together: alerts closed
+    in the window (opened to closed), and real incidents reported in the window that were
+    contained (detected to contained, incidents.service.metrics)."""
     start, end = sources.window.start, sources.window.end
     alert_minutes = [
         (closed - created).total_seconds() / 60
@@ -362,17 +373,11 @@ def mean_time_to_dispose(sources: Sources, params: dict[str, Any]) -> Measuremen
         )
         if closed is not None
     ]
+    # Incidents reported in the window and contained, from detection to containment.
     incident_minutes = [
-        (contained - reported).total_seconds() / 60
-        for reported, contained in sources.session.execute(
-            select(Incident.reported_at, Incident.contained_at).where(
-                Incident.contained_at.is_not(None),
-                Incident.contained_at >= start,
-                Incident.contained_at < end,
-                Incident.drill_run_id.is_(None),
-            )
-        )
-        if contained is not None
+        times.time_to_contain_s / 60
+        for times in _incident_metrics(sources).incidents
+        if times.time_to_contain_s is not None
     ]
     together = alert_minutes + incident_minutes
     detail: dict[str, Any] = {

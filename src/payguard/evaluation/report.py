@@ -63,12 +63,13 @@ SUGGESTIONS: dict[str, list[tuple[str, str]]] = {
     ],
     "open_vulnerabilities": [
         (
-            "列出逾期的整改项(`payguard incidents tasks` / 事件报告中的整改项)"
-            ",为每项指定责任人和期限;"
-            "先处理与数据泄露、凭证泄露相关的项。",
-            "List the overdue improvement items (the incident reports' improvement section) "
-            "and give each an owner and a due date; start with those about data leaks and "
-            "leaked credentials.",
+            "逐个查看有未关闭整改项的事件(`payguard incidents list`、`payguard incidents "
+            "show <事件>`),为每项指定责任人和期限(`payguard incidents task`),完成后用 "
+            "`payguard incidents task-status` 关闭;先处理与数据泄露、凭证泄露相关的项。",
+            "Go through the incidents with open improvement items (`payguard incidents list`, "
+            "`payguard incidents show <incident>`), give each item an owner and a due date "
+            "(`payguard incidents task`) and close it with `payguard incidents task-status` "
+            "when done; start with those about data leaks and leaked credentials.",
         ),
         (
             "需要四眼审批的整改(规则发布、密钥轮换)尽快安排第二审批人,避免积压。",
@@ -142,10 +143,10 @@ SUGGESTIONS: dict[str, list[tuple[str, str]]] = {
     "login_success_rate": [
         (
             "按失败原因查看:bad_credentials 集中在少数 IP 时多为撞库攻击,用风险名单封禁来源"
-            "(`payguard risk lists add`)"
+            "(`payguard risk lists add block ip <地址>`)"
             "并启动撞库预案;分散的失败说明用户体验问题,推广通行密钥登录。",
             "Look at the failure reasons: bad_credentials concentrated on a few IPs is "
-            "credential stuffing (block the sources with `payguard risk lists add` and run "
+            "credential stuffing (block the sources with `payguard risk lists add block ip <address>` and run "
             "the credential-stuffing playbook); spread-out failures are a usability problem "
             "(promote passkey sign-in).",
         ),
@@ -169,8 +170,8 @@ SUGGESTIONS: dict[str, list[tuple[str, str]]] = {
             "metrics with the active one, and activate it through four-eyes approval.",
         ),
         (
-            "把确认的欺诈收款账户加入阻断名单(`payguard risk lists add`),并与同业共享。",
-            "Put confirmed mule payees on the block list (`payguard risk lists add`) and "
+            "把确认的欺诈收款账户加入阻断名单(`payguard risk lists add block payee <账户>`),并与同业共享。",
+            "Put confirmed mule payees on the block list (`payguard risk lists add block payee <account>`) and "
             "share them with partner institutions.",
         ),
     ],
@@ -185,10 +186,10 @@ SUGGESTIONS: dict[str, list[tuple[str, str]]] = {
             "publishing takes four-eyes approval.",
         ),
         (
-            "把确认的正常客户或商户加入白名单(`payguard risk lists add --list allow`),减少重复拦截;"
+            "把确认的正常客户或商户加入白名单(`payguard risk lists add allow account <账户>`),减少重复拦截;"
             "审核结论要及时标注,模型才能学到。",
             "Allow-list customers and merchants confirmed as legitimate (`payguard risk lists "
-            "add`, allow list) to stop repeat holds; label review outcomes promptly so the "
+            "add allow account <account>`) to stop repeat holds; label review outcomes promptly so the "
             "next model learns from them.",
         ),
     ],
@@ -368,20 +369,18 @@ def _charts(
         if item.previous_period_value is not None:
             bars.append(
                 (
-                    charts.label("上一周期", "previous period", language),
+                    charts.label("上一周期", "last period", language),
                     _chart_value(item.previous_period_value, item.unit),
                 )
             )
         if item.previous_value is not None:
             bars.append(
                 (
-                    charts.label("上次评估", "previous evaluation", language),
+                    charts.label("上次评估", "last evaluation", language),
                     _chart_value(item.previous_value, item.unit),
                 )
             )
-        bars.append(
-            (charts.label("本次", "this evaluation", language), _chart_value(item.value, item.unit))
-        )
+        bars.append((charts.label("本次", "now", language), _chart_value(item.value, item.unit)))
         made[item.id] = charts.bar_chart(
             bars,
             folder / f"indicator-{item.id}.png",
@@ -414,8 +413,9 @@ def _charts(
     runs = runs[-TREND_RUNS:]
     series: dict[str, list[tuple[str, float]]] = {}
     overall_name = charts.label("总分", "overall", language)
-    for run in runs:
-        stamp = run.created_at.strftime("%m-%d %H:%M")
+    for number, run in enumerate(runs, start=1):
+        # Numbered: two evaluations in the same minute stay two points.
+        stamp = f"{number}. {run.created_at:%m-%d %H:%M}"
         if run.overall_score is not None:
             series.setdefault(overall_name, []).append((stamp, run.overall_score))
         for group in evaluation.groups:

@@ -27,6 +27,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from payguard import clock
@@ -262,13 +263,16 @@ def _add_block(
         )
     except Conflict as taken:
         return str(taken.extra.get("entry_id") or "") or None, False
-    _refresh_lists(ctx)
+    _refresh_lists(session, ctx)
     return entry.id, True
 
 
-def _refresh_lists(ctx: StepContext) -> None:
-    if ctx.env.risk is not None:
-        lists.invalidate(getattr(ctx.env.risk, "lists", None))
+def _refresh_lists(session: Session, ctx: StepContext) -> None:
+    """Tell this process's risk engine once the change is committed (a reload before the
+    commit would read the old lists and keep them for a reload interval)."""
+    cache = getattr(ctx.env.risk, "lists", None)
+    if cache is not None:
+        event.listen(session, "after_commit", lambda _session: lists.invalidate(cache), once=True)
 
 
 def _block_device(session: Session, ctx: StepContext, p: BlockDeviceParams) -> dict[str, Any]:
@@ -299,7 +303,7 @@ def _unblock(session: Session, ctx: StepContext, p: UnblockParams) -> dict[str, 
     if entry.removed_at is not None:
         raise Skipped(f"the block list entry was already removed by {entry.removed_by}")
     lists.remove_entry(session, entry_id, by=ctx.actor)
-    _refresh_lists(ctx)
+    _refresh_lists(session, ctx)
     _emit(session, "controls.unblocked", ctx, list_entry_id=entry_id, subject=entry.subject)
     # A revoked device stays revoked: the customer registers it again with a second factor.
     return {"list_entry_id": entry_id, "subject": entry.subject, "removed": True}

@@ -600,6 +600,8 @@ def _start_playbook(
     }
     if payload.get("alert_id"):
         params["alert_id"] = payload["alert_id"]
+    if payload.get("staff_id"):  # staff watch events: the staff member concerned
+        params.setdefault("staff_id", payload["staff_id"])
     try:
         with session.begin_nested():
             playbooks.start_run(

@@ -265,9 +265,15 @@ def _check_params(
     problems: list[str] = []
     templated: set[str] = set()
     literal: dict[str, Any] = {}
+    fields = spec.params.model_fields
     for key, value in params.items():
         refs = _references(value)
-        if refs:
+        if refs and key not in fields:
+            problems.append(
+                f"{label}: params.{key}: Extra inputs are not permitted "
+                f"({spec.name} takes {', '.join(fields)})"
+            )
+        elif refs:
             templated.add(key)
             for ref in refs:
                 problem = _check_reference(playbook, ref, for_each=for_each)
@@ -1004,6 +1010,37 @@ def approve_step(
 # ------------------------------------------------------------------ recovery
 
 
+def _withdraw_pending(
+    session: Session, settings: Settings, services: Any, run: PlaybookRun
+) -> None:
+    """Recovery while a guarded step still waits: the run withdraws its approval request
+    (as its maker), the steps not run are skipped, and the run counts as stopped."""
+    catalogue = ActionCatalogue()
+    catalogue.add(approval_action(settings, getattr(services, "risk", None)))
+    maker = _requester(session, run.started_by)
+    for step in _steps(session, run.id):
+        if step.status == "waiting_approval" and step.approval_id is not None:
+            record = approvals.get(session, step.approval_id)
+            if record.status == approvals.PENDING:
+                approvals.reject(
+                    session, catalogue, maker, step.approval_id, "withdrawn: recovery started"
+                )
+        if step.status in ("pending", "waiting_approval"):
+            step.status, step.error = "skipped", "not run: recovery started before it ran"
+            step.finished_at = clock.now()
+    run.status = "failed"
+    run.finished_at = clock.now()
+    run.error = "stopped by recovery before every step ran"
+    incidents.add_timeline_entry(
+        session,
+        run.incident_id,
+        kind="playbook",
+        text=f"playbook {run.playbook} stopped before its guarded steps ran: recovery started",
+        actor=f"playbook:{run.id}",
+        data={"run_id": run.id},
+    )
+
+
 def run_recovery(
     session: Session,
     settings: Settings,
@@ -1017,10 +1054,10 @@ def run_recovery(
     parent = get_run(session, run_id)
     if parent.phase != "containment":
         raise Conflict("this is a recovery run; recover its containment run instead")
-    if parent.status in ("running", "waiting_approval"):
-        raise Conflict(
-            f"the containment run is {parent.status}; let it finish (or fail) before recovering"
-        )
+    if parent.status == "running":
+        raise Conflict("the containment run is still running; recover it when it stops")
+    if parent.status == "waiting_approval":
+        _withdraw_pending(session, settings, services, parent)
     if parent.status == "recovered":
         raise Conflict("the containment run was recovered already")
     earlier = [

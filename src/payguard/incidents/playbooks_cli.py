@@ -68,7 +68,10 @@ def _show_run(run: playbooks.RunOut) -> None:
 def list_playbooks() -> None:
     """The shipped and custom playbooks (and the files that did not validate)."""
     found, problems = playbooks.load_report(get_settings())
-    table = Table("name", "version", "steps", "title")
+    table = Table()
+    table.add_column("name", no_wrap=True)  # typed into show / run
+    for column in ("version", "steps", "title"):
+        table.add_column(column)
     for name in sorted(found):
         book = found[name]
         table.add_row(name, book.version_tag, str(len(book.steps)), book.title)
@@ -89,17 +92,16 @@ def show(name: str) -> None:
         console.print(
             f"  param {param}{' (required)' if spec.required else ''}: {spec.description}"
         )
-    table = Table("#", "id", "action", "params", "approval", "recovery")
     for index, step in enumerate(book.steps, start=1):
-        table.add_row(
-            str(index),
-            step.id + (f" (each {step.for_each})" if step.for_each else ""),
-            step.action,
-            json.dumps(step.params, ensure_ascii=False),
-            "four-eyes" if step.requires_approval else "",
-            step.recovery.action if step.recovery else "",
-        )
-    console.print(table)
+        line = f"{index:>2}. {step.id}: {step.action}"
+        if step.for_each:
+            line += f" for each {step.for_each}"
+        if step.requires_approval:
+            line += " [four-eyes]"
+        if step.recovery:
+            line += f"; recovery {step.recovery.action}"
+        console.print(line, markup=False)
+        console.print(f"      params {json.dumps(step.params, ensure_ascii=False)}", markup=False)
 
 
 @playbooks_app.command("validate")

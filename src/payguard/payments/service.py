@@ -345,6 +345,25 @@ class PaymentService:
                     "problem": problem.code,
                 },
             )
+        if problem.code == "bad-signature" and self.settings.step_up_after_tamper_hours:
+            self._step_up_after_tamper(session, customer_id)
+
+    def _step_up_after_tamper(self, session: Session, customer_id: str) -> None:
+        """What altered one signed instruction (malware on the phone, a proxy) may drive the
+        app to sign its own: the customer steps up on every payment for a while."""
+        if any(
+            item.segment == "customer" and item.value == customer_id
+            for item in stepup_segments.active(session)
+        ):
+            return
+        stepup_segments.raise_step_up(
+            session,
+            segment="customer",
+            value=customer_id,
+            hours=self.settings.step_up_after_tamper_hours,
+            reason="a tampered payment instruction was refused (bad signature)",
+            by="system:payments",
+        )
 
     def _step_up_reasons(
         self,
