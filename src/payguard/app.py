@@ -21,10 +21,13 @@ from payguard.approval_actions import build_catalogue
 from payguard.audit import service as audit
 from payguard.audit.api import router as audit_router
 from payguard.console.api import router as console_router
-from payguard.drills.api import router as drills_router
+from payguard.console.drill_pages import router as console_drills_router
+from payguard.console.evaluation_pages import router as console_evaluation_router
+from payguard.console.incident_pages import router as console_incidents_router
 from payguard.console.risk_pages import router as console_risk_router
 from payguard.crypto.keyring import load_signer
 from payguard.db.engine import Database
+from payguard.drills.api import router as drills_router
 from payguard.errors import BodyTooLarge, ProblemError
 from payguard.evaluation.api import router as evaluation_router
 from payguard.identity import approvals, instructions
@@ -321,5 +324,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(drills_router)
     app.include_router(evaluation_router)
     app.include_router(console_risk_router)  # before console_router: its catch-all is last
+    app.include_router(console_incidents_router)
+    app.include_router(console_drills_router)
+    app.include_router(console_evaluation_router)
     app.include_router(console_router)
     return app

@@ -166,9 +166,14 @@ class Settings(BaseSettings):
     notify_max_attempts: int = Field(default=5, ge=1, le=50)
     notify_backoff_base_seconds: float = Field(default=30.0, ge=0)
     notify_backoff_max_seconds: float = Field(default=3600.0, ge=0)
-    # Regulator reporting clock by grade, minutes from detection (see docs/notify.md).
+    # Regulator reporting clocks by grade, minutes from detection: the brief first report
+    # and the full incident report (PBoC 2025 No. 4 as far as confirmed; IV is a house
+    # rule; see docs/notify.md), and the summary report after closing, in working days.
     notify_regulator_deadline_minutes: dict[str, int] = Field(
-        default_factory=lambda: {"I": 30, "II": 60, "III": 120, "IV": 1440}
+        default_factory=lambda: {"I": 30, "II": 30, "III": 30, "IV": 1440}
+    )
+    notify_regulator_full_report_minutes: dict[str, int] = Field(
+        default_factory=lambda: {"I": 120, "II": 120, "III": 120, "IV": 2880}
     )
     notify_regulator_final_report_days: int = Field(default=5, ge=1)
 

@@ -149,6 +149,9 @@ def test_leaked_merchant_credentials_secures_funds_suspends_payouts_and_recovery
     assert "staff_id" in step(run, "revoke-staff-sessions")["error"]
     assert run["status"] == "waiting_approval"
     assert waiting(run) == [step(run, "rotate-keys")["position"]]
+    # 9:25, the report to the general manager (the internal desk): sent through notify.
+    report = step(run, "report")
+    assert report["status"] == "done" and report["result"]["sent"] is True, report
 
     assert balance(client, buyer) == 100_000 - 40_000
     with _db(client).read() as session:

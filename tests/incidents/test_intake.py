@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from payguard import clock
@@ -17,6 +19,7 @@ from payguard.incidents import service as incidents
 from payguard.risk import service as risk
 from payguard.settings import Settings
 from tests.conftest import make_settings
+from tests.factories import register, staff_auth
 from tests.incidents.helpers import open_one
 
 
@@ -252,3 +255,34 @@ def test_the_shipped_mapping_loads() -> None:
     config = intake._load(intake.SHIPPED_INTAKE)
     names = [mapping.name for mapping in config.mappings]
     assert "account-takeover" in names and "credential-stuffing" in names
+
+
+def test_intake_starts_the_mapped_playbook(client: TestClient, settings: Settings) -> None:
+    """A real customer's alert: intake, given the app's services, opens the incident and
+    starts the account-takeover playbook, which freezes the real wallet."""
+    customer = register(client, f"victim{uuid.uuid4().hex[:6]}")
+    services = client.app.state.services  # type: ignore[attr-defined]
+    services.db.transact(
+        lambda s: risk.open_alert(
+            s,
+            kind="review",
+            severity="high",
+            title="payment held for review",
+            reason_codes=["NEW_DEVICE_LARGE_AMOUNT"],
+            account_id=customer.wallet_id,
+            customer_id=customer.id,
+            amount=800_000,
+            currency="CNY",
+        )
+    )
+    assert intake.process_events(services) >= 1
+    with services.db.read() as session:
+        [incident] = incidents.list_incidents(session)
+        entries = incidents.timeline(session, incident.id)
+    kinds = [entry.kind for entry in entries]
+    assert "action" in kinds, [entry.text for entry in entries]
+    assert not any("could not start" in entry.text for entry in entries)
+    account = client.get(
+        f"/v1/accounts/{customer.wallet_id}", headers=staff_auth(settings, "auditor")
+    )
+    assert account.status_code == 200 and account.json()["status"] == "frozen"

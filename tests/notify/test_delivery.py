@@ -103,8 +103,12 @@ def test_outbox_is_the_default_and_delivers_at_once(settings: Settings, db: Data
             audience="internal",
             template="incident_role_assigned",
             language=None,
-            context={"title": "Payout burst", "grade": "III", "status": "reported",
-                     "role": "commander"},  # fmt: skip
+            context={
+                "title": "Payout burst",
+                "grade": "III",
+                "status": "reported",
+                "role": "commander",
+            },
             to_staff_id=staff_id,
             incident_id="inc_test",
         )
@@ -194,9 +198,15 @@ def test_a_failing_receiver_is_retried_with_back_off_then_marked_failed(
         try:
             out = db.transact(
                 lambda s: notify.send(
-                    s, settings, audience="external", template="notify_test", language="en",
-                    context={}, channel="webhook", incident_id="inc_9",
-                )  # fmt: skip
+                    s,
+                    settings,
+                    audience="external",
+                    template="notify_test",
+                    language="en",
+                    context={},
+                    channel="webhook",
+                    incident_id="inc_9",
+                )
             )
             assert notify.dispatch_pending(db, settings) == 0
             first = _row(db, out.id)
@@ -247,13 +257,21 @@ def test_a_receiver_that_recovers_gets_the_message_on_the_next_attempt(
     database_url: str, tmp_path: Path, frozen: clock.FrozenClock
 ) -> None:
     with webhook_receiver(statuses=[503, 200]) as receiver:
-        settings = _settings(database_url, tmp_path, notify_webhook_url=receiver.url,
-                             notify_backoff_base_seconds=10)  # fmt: skip
+        settings = _settings(
+            database_url, tmp_path, notify_webhook_url=receiver.url, notify_backoff_base_seconds=10
+        )
         db = Database(settings.database_url)
         try:
             out = db.transact(
-                lambda s: notify.send(s, settings, audience="internal", template="notify_test",
-                                      language="zh-CN", context={}, channel="webhook")  # fmt: skip
+                lambda s: notify.send(
+                    s,
+                    settings,
+                    audience="internal",
+                    template="notify_test",
+                    language="zh-CN",
+                    context={},
+                    channel="webhook",
+                )
             )
             assert notify.dispatch_pending(db, settings) == 0
             frozen.advance(timedelta(seconds=10))
@@ -275,8 +293,15 @@ def test_an_unreachable_webhook_is_an_attempt_not_a_crash(
     db = Database(settings.database_url)
     try:
         out = db.transact(
-            lambda s: notify.send(s, settings, audience="internal", template="notify_test",
-                                  language="en", context={}, channel="webhook")  # fmt: skip
+            lambda s: notify.send(
+                s,
+                settings,
+                audience="internal",
+                template="notify_test",
+                language="en",
+                context={},
+                channel="webhook",
+            )
         )
         assert notify.dispatch_pending(db, settings) == 0
         row = _row(db, out.id)
@@ -286,9 +311,7 @@ def test_an_unreachable_webhook_is_an_attempt_not_a_crash(
     assert row.last_error == "ConnectError"  # the kind only: no URL, no address
 
 
-def test_smtp_reaches_the_sink_for_staff_and_customers(
-    database_url: str, tmp_path: Path
-) -> None:
+def test_smtp_reaches_the_sink_for_staff_and_customers(database_url: str, tmp_path: Path) -> None:
     with smtp_sink() as (port, mails):
         settings = _settings(
             database_url,
@@ -299,21 +322,38 @@ def test_smtp_reaches_the_sink_for_staff_and_customers(
         db = Database(settings.database_url)
         try:
             staff_id = _staff(db, settings)
-            customer_id = _customer(db, settings, email="li.lei@example.com", phone=None,
-                                    name="lilei")  # fmt: skip
+            customer_id = _customer(
+                db, settings, email="li.lei@example.com", phone=None, name="lilei"
+            )
             internal = db.transact(
                 lambda s: notify.send(
-                    s, settings, audience="internal", template="incident_status_changed",
-                    language="zh-CN", to_staff_id=staff_id, channel="smtp", incident_id="inc_7",
-                    context={"title": "商户平台异常交易", "grade": "II", "status": "contained",
-                             "from_status": "confirmed"},
-                )  # fmt: skip
+                    s,
+                    settings,
+                    audience="internal",
+                    template="incident_status_changed",
+                    language="zh-CN",
+                    to_staff_id=staff_id,
+                    channel="smtp",
+                    incident_id="inc_7",
+                    context={
+                        "title": "商户平台异常交易",
+                        "grade": "II",
+                        "status": "contained",
+                        "from_status": "confirmed",
+                    },
+                )
             )
             customer = db.transact(
                 lambda s: notify.send(
-                    s, settings, audience="customer", template="account_frozen", language="en",
-                    to_customer_id=customer_id, channel="smtp", context={"account_id": "acc_9"},
-                )  # fmt: skip
+                    s,
+                    settings,
+                    audience="customer",
+                    template="account_frozen",
+                    language="en",
+                    to_customer_id=customer_id,
+                    channel="smtp",
+                    context={"account_id": "acc_9"},
+                )
             )
             assert mails == []  # queued until dispatch
             assert notify.dispatch_pending(db, settings) == 2
@@ -341,21 +381,30 @@ def test_no_personal_data_is_stored_in_clear(database_url: str, tmp_path: Path) 
         try:
             by_mail = _customer(db, settings, email=email, phone=None, name="hanmeimei")
             by_phone = _customer(db, settings, email=None, phone=phone, name="zhangsan")
-            for customer_id, channel in ((by_mail, "smtp"), (by_mail, "outbox"),
-                                         (by_phone, "smtp"), (by_phone, "outbox")):  # fmt: skip
+            for customer_id, channel in (
+                (by_mail, "smtp"),
+                (by_mail, "outbox"),
+                (by_phone, "smtp"),
+                (by_phone, "outbox"),
+            ):
                 db.transact(
                     lambda s, c=customer_id, ch=channel: notify.send(
-                        s, settings, audience="customer", template="new_device", language="en",
-                        to_customer_id=c, channel=ch,
+                        s,
+                        settings,
+                        audience="customer",
+                        template="new_device",
+                        language="en",
+                        to_customer_id=c,
+                        channel=ch,
                         context={"device_name": "Pixel 9", "at": "09:15"},
-                    )  # fmt: skip
+                    )
                 )
             notify.dispatch_pending(db, settings)
             with db.read() as session:
                 dump = " ".join(
                     str(value)
                     for table in ("notify_notifications", "notify_attempts", "outbox_events")
-                    for row in session.execute(text(f"SELECT * FROM {table}"))  # noqa: S608
+                    for row in session.execute(text(f"SELECT * FROM {table}"))
                     for value in row
                 )
                 # The phone-only customer's message went to identity's outbox, as SMS.
@@ -376,8 +425,12 @@ def test_bad_requests_are_refused_clearly(settings: Settings, db: Database) -> N
     from payguard.errors import NotFound, ValidationProblem
 
     def send(**kwargs: Any) -> Any:
-        base: dict[str, Any] = {"audience": "internal", "template": "notify_test",
-                                "language": "en", "context": {}}  # fmt: skip
+        base: dict[str, Any] = {
+            "audience": "internal",
+            "template": "notify_test",
+            "language": "en",
+            "context": {},
+        }
         return db.transact(lambda s: notify.send(s, settings, **(base | kwargs)))
 
     with pytest.raises(ValidationProblem, match="PAYGUARD_NOTIFY_WEBHOOK_URL"):

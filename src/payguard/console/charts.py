@@ -313,3 +313,374 @@ def signed_bar_chart(
         bars=bars,
         description=description,
     )
+
+
+# ---------------------------------------------------------------- timelines by lane
+
+
+@dataclass(frozen=True)
+class TimelineLane:
+    name: str  # the CSS class of its colour too: "alert", "action", ...
+    y: float  # the lane's centre line
+    count: int
+
+
+@dataclass(frozen=True)
+class TimelineDot:
+    x: float
+    y: float
+    lane: str
+    label: str  # the tooltip: "09:15:02 UTC · status: reported → confirmed"
+
+
+@dataclass(frozen=True)
+class TimeTick:
+    x: float
+    text: str
+
+
+@dataclass(frozen=True)
+class TimelineChart:
+    width: int
+    height: int
+    left: float
+    right: float
+    top: float
+    bottom: float
+    lanes: list[TimelineLane]
+    dots: list[TimelineDot]
+    ticks: list[TimeTick]
+    description: str
+
+
+# Tick spacings in seconds, from a second to a week: the first that gives at most ~7 ticks.
+_TIME_STEPS: tuple[int, ...] = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
+_TIME_STEPS += (7200, 10800, 21600, 43200, 86400, 172800, 604800)
+
+
+def _time_step(span_s: float, max_ticks: int = 7) -> int:
+    for step in _TIME_STEPS:
+        if span_s / step <= max_ticks:
+            return step
+    return int(span_s / max_ticks) + 1
+
+
+def _tick_text(moment: datetime, step: int, span_days: bool) -> str:
+    if step >= 86400:
+        return f"{moment:%m-%d}"
+    text = f"{moment:%H:%M:%S}" if step < 60 else f"{moment:%H:%M}"
+    return (
+        f"{moment:%m-%d} {text}" if span_days and moment.hour == 0 and moment.minute == 0 else text
+    )
+
+
+def timeline_chart(
+    points: list[tuple[datetime, str, str]],
+    lanes: list[str],
+    *,
+    width: int = 720,
+    lane_height: int = 34,
+    label_width: int = 96,
+    what: str = "events",
+) -> TimelineChart:
+    """Events on one time axis, one row per lane (top first).
+
+    ``points`` are (at, lane, text); a lane not in ``lanes`` goes to the last lane. Dots
+    closer than a few pixels in one lane are nudged up and down so each stays visible
+    (an automated drill moves in milliseconds)."""
+    left, right, top = float(label_width), float(width - 16), 8.0
+    bottom = top + lane_height * max(len(lanes), 1)
+    rows = {name: index for index, name in enumerate(lanes)}
+    last_row = max(len(lanes) - 1, 0)
+    moments = [at for at, _, _ in points]
+    start = min(moments) if moments else None
+    end = max(moments) if moments else None
+    span = (end - start).total_seconds() if start and end else 0.0
+    pad = max(span * 0.04, 1.0)  # a little room left and right; one second at least
+    axis_start = start.timestamp() - pad if start else 0.0
+    axis_span = span + 2 * pad
+
+    def x_of(moment: datetime) -> float:
+        return round(left + (right - left) * (moment.timestamp() - axis_start) / axis_span, 1)
+
+    dots: list[TimelineDot] = []
+    counts = dict.fromkeys(lanes, 0)
+    last_x: dict[int, tuple[float, int]] = {}  # row -> (x of the cluster, dots in it)
+    for at, lane, text in sorted(points, key=lambda point: point[0]):
+        row = rows.get(lane, last_row)
+        name = lanes[row] if lanes else lane
+        counts[name] = counts.get(name, 0) + 1
+        x = x_of(at)
+        centre = top + lane_height * row + lane_height / 2
+        cluster_x, in_cluster = last_x.get(row, (-100.0, 0))
+        if x - cluster_x < 6:
+            in_cluster += 1
+            # 0, +1, -1, +2, -2 ... times 4 px, kept inside the lane
+            offset = ((in_cluster + 1) // 2) * 4.0 * (1 if in_cluster % 2 else -1)
+            limit = lane_height / 2 - 5
+            offset = max(-limit, min(limit, offset))
+        else:
+            cluster_x, in_cluster, offset = x, 0, 0.0
+        last_x[row] = (cluster_x, in_cluster)
+        dots.append(
+            TimelineDot(
+                x=x,
+                y=round(centre + offset, 1),
+                lane=name,
+                label=f"{at:%Y-%m-%d %H:%M:%S} UTC · {name}: {text}",
+            )
+        )
+    ticks: list[TimeTick] = []
+    if start is not None:
+        step = _time_step(axis_span)
+        first = (int(axis_start) // step + 1) * step
+        span_days = start.date() != (end or start).date()
+        moment_s = float(first)
+        while moment_s <= axis_start + axis_span:
+            moment = datetime.fromtimestamp(moment_s, tz=start.tzinfo)
+            ticks.append(TimeTick(x=x_of(moment), text=_tick_text(moment, step, span_days)))
+            moment_s += step
+    lane_rows = [
+        TimelineLane(
+            name=name, y=round(top + lane_height * index + lane_height / 2, 1), count=counts[name]
+        )
+        for index, name in enumerate(lanes)
+    ]
+    parts = ", ".join(f"{counts[name]} {name}" for name in lanes if counts[name])
+    description = (
+        f"{len(points)} {what}"
+        + (
+            f" from {start:%Y-%m-%d %H:%M:%S} to {end:%Y-%m-%d %H:%M:%S} UTC"
+            if start and end
+            else ""
+        )
+        + (f": {parts}" if parts else "")
+    )
+    return TimelineChart(
+        width=width,
+        height=int(bottom + 24),
+        left=left,
+        right=right,
+        top=top,
+        bottom=bottom,
+        lanes=lane_rows,
+        dots=dots,
+        ticks=ticks,
+        description=description,
+    )
+
+
+# ---------------------------------------------------------------- score trends
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    x: float
+    y: float
+    good: bool  # drawn filled (passed) or hollow (failed)
+    label: str  # the tooltip: "2026-12-01 09:15 UTC · phishing_ato: 92 (passed)"
+
+
+@dataclass(frozen=True)
+class TrendSeries:
+    name: str
+    css: str  # "s0" ... "s7": the series colour
+    path: str  # the polyline's points: "x,y x,y ..."
+    points: list[TrendPoint]
+    last: float  # the newest value
+
+
+@dataclass(frozen=True)
+class TrendChart:
+    width: int
+    height: int
+    left: float
+    right: float
+    top: float
+    bottom: float
+    series: list[TrendSeries]
+    grid: list[GridLine]
+    ticks: list[TimeTick]
+    description: str
+
+
+def trend_chart(
+    series: dict[str, list[tuple[datetime, float, bool]]],
+    *,
+    y_max: float = 100.0,
+    width: int = 720,
+    height: int = 240,
+    what: str = "scores",
+) -> TrendChart:
+    """One line per series of (at, value, good) over a shared time axis, values 0..y_max."""
+    left, right, top, bottom = 44.0, float(width - 16), 12.0, float(height - 26)
+    moments = [at for values in series.values() for at, _, _ in values]
+    start = min(moments) if moments else None
+    end = max(moments) if moments else None
+    span = (end - start).total_seconds() if start and end else 0.0
+    pad = max(span * 0.04, 60.0)
+    axis_start = start.timestamp() - pad if start else 0.0
+    axis_span = span + 2 * pad
+
+    def x_of(moment: datetime) -> float:
+        return round(left + (right - left) * (moment.timestamp() - axis_start) / axis_span, 1)
+
+    def y_of(value: float) -> float:
+        share = min(max(value / y_max, 0.0), 1.0) if y_max else 0.0
+        return round(bottom - (bottom - top) * share, 1)
+
+    drawn: list[TrendSeries] = []
+    for index, (name, values) in enumerate(series.items()):
+        ordered = sorted(values, key=lambda value: value[0])
+        points = [
+            TrendPoint(
+                x=x_of(at),
+                y=y_of(value),
+                good=good,
+                label=f"{at:%Y-%m-%d %H:%M} UTC · {name}: {value:g}"
+                + (" (passed)" if good else " (failed)"),
+            )
+            for at, value, good in ordered
+        ]
+        drawn.append(
+            TrendSeries(
+                name=name,
+                css=f"s{index % 8}",
+                path=" ".join(f"{point.x},{point.y}" for point in points),
+                points=points,
+                last=ordered[-1][1] if ordered else 0.0,
+            )
+        )
+    grid = [GridLine(y=y_of(y_max * tick / 4), label=f"{y_max * tick / 4:g}") for tick in range(5)]
+    ticks: list[TimeTick] = []
+    if start is not None:
+        step = _time_step(axis_span)
+        first = (int(axis_start) // step + 1) * step
+        span_days = start.date() != (end or start).date()
+        moment_s = float(first)
+        while moment_s <= axis_start + axis_span:
+            moment = datetime.fromtimestamp(moment_s, tz=start.tzinfo)
+            ticks.append(TimeTick(x=x_of(moment), text=_tick_text(moment, step, span_days)))
+            moment_s += step
+    count = len(moments)
+    description = f"{count} {what} of {len(series)} series" + (
+        f" from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC" if start and end else ""
+    )
+    return TrendChart(
+        width=width,
+        height=height,
+        left=left,
+        right=right,
+        top=top,
+        bottom=bottom,
+        series=drawn,
+        grid=grid,
+        ticks=ticks,
+        description=description,
+    )
+
+
+# ---------------------------------------------------------------- values against thresholds
+
+
+@dataclass(frozen=True)
+class ThresholdItem:
+    name: str
+    value: float | None  # None: no data in the period
+    threshold: float
+    target: float
+    state: str  # pass | fail | no_data: the CSS class of the bar
+    value_text: str
+    threshold_text: str
+    target_text: str
+
+
+@dataclass(frozen=True)
+class ThresholdRow:
+    name: str
+    state: str
+    y: float
+    height: float
+    bar_width: float
+    threshold_x: float
+    target_x: float
+    value_text: str
+    value_x: float
+    text_y: float
+    label: str  # the tooltip: "Payment failure rate: 0.40% (threshold 1.00%, target 0.10%)"
+
+
+@dataclass(frozen=True)
+class ThresholdChart:
+    width: int
+    height: int
+    label_right: float
+    plot_left: float
+    plot_right: float
+    top: float
+    bottom: float
+    rows: list[ThresholdRow]
+    description: str
+
+
+def threshold_chart(
+    items: list[ThresholdItem],
+    *,
+    width: int = 720,
+    row_height: int = 30,
+    label_width: int = 230,
+) -> ThresholdChart:
+    """One horizontal bar per item on its own scale (units differ: ratios, counts, ms),
+    with the threshold (the pass line) and the target marked on the same row.
+
+    Each row's scale runs from 0 to 1.25 x the largest of value, threshold and target, so
+    the markers and the bar are comparable within the row, never across rows."""
+    label_right = float(label_width)
+    plot_left, plot_right = label_right + 10, float(width) - 90
+    top = 8.0
+    rows: list[ThresholdRow] = []
+    for index, item in enumerate(items):
+        largest = max(abs(item.value or 0.0), abs(item.threshold), abs(item.target)) * 1.25
+        largest = largest or 1.0
+
+        def x_of(value: float, scale: float = largest) -> float:
+            return round(plot_left + (plot_right - plot_left) * min(abs(value) / scale, 1.0), 1)
+
+        y = top + index * row_height
+        bar_end = x_of(item.value) if item.value is not None else plot_left
+        shown = item.value_text if item.value is not None else "no data"
+        rows.append(
+            ThresholdRow(
+                name=item.name,
+                state=item.state,
+                y=round(y + row_height * 0.2, 1),
+                height=round(row_height * 0.6, 1),
+                bar_width=round(bar_end - plot_left, 1),
+                threshold_x=x_of(item.threshold),
+                target_x=x_of(item.target),
+                value_text=shown,
+                value_x=round(bar_end + 6, 1),
+                text_y=round(y + row_height / 2 + 4, 1),
+                label=(
+                    f"{item.name}: {shown} (threshold {item.threshold_text}, "
+                    f"target {item.target_text}) · {item.state.replace('_', ' ')}"
+                ),
+            )
+        )
+    bottom = top + len(items) * row_height
+    states = [item.state for item in items]
+    description = (
+        f"{len(items)} indicators against their thresholds: {states.count('pass')} pass, "
+        f"{states.count('fail')} fail, {states.count('no_data')} without data"
+    )
+    return ThresholdChart(
+        width=width,
+        height=int(bottom + 8),
+        label_right=label_right,
+        plot_left=plot_left,
+        plot_right=plot_right,
+        top=top,
+        bottom=bottom,
+        rows=rows,
+        description=description,
+    )

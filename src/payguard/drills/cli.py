@@ -26,7 +26,12 @@ plan_app = typer.Typer(help="Drill plans", no_args_is_help=True)
 schedule_app = typer.Typer(help="Scheduled drills (cron)", no_args_is_help=True)
 drill_app.add_typer(plan_app, name="plan")
 drill_app.add_typer(schedule_app, name="schedule")
-console = Console()
+
+
+def _console() -> Console:
+    # Made per call: the terminal's width is read when the console is made.
+    return Console()
+
 
 DEFAULT_OUT = Path("var/drills")
 
@@ -99,9 +104,9 @@ def _show_result(result: dict[str, Any]) -> None:
             "-" if step["time_to_contain_s"] is None else f"{step['time_to_contain_s']:.2f} s",
             str(step["money_lost"]),
         )
-    console.print(table)
+    _console().print(table)
     integrity = result["integrity"]
-    console.print(
+    _console().print(
         f"money at risk {result['money_at_risk']}, lost {result['money_lost']}; ledger "
         f"{'balanced' if integrity['invariants_ok'] else 'BROKEN'}; acknowledged payments "
         f"{integrity['acknowledged_payments']}, lost {len(integrity['acknowledged_lost'])}; "
@@ -109,13 +114,13 @@ def _show_result(result: dict[str, Any]) -> None:
         f"{len(result['incidents'])}; playbook steps {len(result['playbook_steps'])}"
     )
     if result.get("disabled_controls"):
-        console.print(f"controls switched off: {', '.join(result['disabled_controls'])}")
+        _console().print(f"controls switched off: {', '.join(result['disabled_controls'])}")
     for failure in result["failures"]:
-        console.print(f"[red]- {failure}[/red]")
+        _console().print(f"[red]- {failure}[/red]")
     verdict = "[green]PASSED[/green]" if result["passed"] else "[red]FAILED[/red]"
-    console.print(f"{verdict}  score {result['score']}/100")
+    _console().print(f"{verdict}  score {result['score']}/100")
     for path in result.get("record_files", []):
-        console.print(f"record: {path}")
+        _console().print(f"record: {path}")
 
 
 @drill_app.command("run")
@@ -149,7 +154,7 @@ def run_drill(
         print(json.dumps(result, indent=2, ensure_ascii=False))
     else:
         live_steps = LiveSteps(scenario)
-        with Live(live_steps.render(), console=console, refresh_per_second=8) as live:
+        with Live(live_steps.render(), console=_console(), refresh_per_second=8) as live:
             live_steps.live = live
             result = runner.run(scenario, _settings(), options, on_progress=live_steps)
         _show_result(result)
@@ -165,8 +170,8 @@ def list_scenarios() -> None:
         table.add_column(column)
     for item in scenarios.registry().values():
         table.add_row(item.name, item.title_en, item.seed, ", ".join(item.controls))
-    console.print(table)
-    console.print(
+    _console().print(table)
+    _console().print(
         "controls that --disable-control can switch off: "
         + ", ".join(sorted(controls_module.CONTROLS))
     )
@@ -217,13 +222,13 @@ def history(
             ", ".join(row.disabled_controls) or "",
             row.id,
         )
-    console.print(table)
+    _console().print(table)
     scores = [row.score for row in rows]
     if len(scores) >= 2:
         trend = (
             "improving" if scores[-1] > scores[0] else "worse" if scores[-1] < scores[0] else "flat"
         )
-        console.print(f"trend over {len(scores)} runs: {trend} ({scores[0]} → {scores[-1]})")
+        _console().print(f"trend over {len(scores)} runs: {trend} ({scores[0]} → {scores[-1]})")
 
 
 @drill_app.command("show")
@@ -237,7 +242,7 @@ def show(
         print(run.model_dump_json(indent=2))
         return
     if "steps" not in run.result:
-        console.print(f"{run.id}: {run.status} {run.result.get('error', '')}")
+        _console().print(f"{run.id}: {run.status} {run.result.get('error', '')}")
         return
     _show_result(run.result)
 
@@ -264,7 +269,7 @@ def record(
         timezone=_settings().risk_timezone,
     )
     for path in files:
-        console.print(f"record: {path}")
+        _console().print(f"record: {path}")
 
 
 # ------------------------------------------------------------------ plans
@@ -304,7 +309,7 @@ def plan_create(
         method=method,
     )
     made = _read(lambda session: drills.create_plan(session, plan, by))
-    console.print(f"plan {made.id} for {made.scenario}")
+    _console().print(f"plan {made.id} for {made.scenario}")
 
 
 @plan_app.command("list")
@@ -322,7 +327,7 @@ def plan_list() -> None:
             item.method,
             item.purpose[:60],
         )
-    console.print(table)
+    _console().print(table)
 
 
 @plan_app.command("show")
@@ -339,7 +344,7 @@ def schedule_add(
 ) -> None:
     """Run SCENARIO whenever CRON comes due (UTC), by `payguard drill schedule run-due`."""
     made = _read(lambda session: drills.add_schedule(session, scenario, cron))
-    console.print(f"schedule {made.id}: {made.scenario} '{made.cron}', next {made.next_run_at}")
+    _console().print(f"schedule {made.id}: {made.scenario} '{made.cron}', next {made.next_run_at}")
 
 
 @schedule_app.command("list")
@@ -356,19 +361,19 @@ def schedule_list() -> None:
             "yes" if item.enabled else "no",
             item.last_run_id or "",
         )
-    console.print(table)
+    _console().print(table)
 
 
 @schedule_app.command("disable")
 def schedule_disable(schedule_id: str) -> None:
     _read(lambda session: drills.set_schedule_enabled(session, schedule_id, False))
-    console.print(f"schedule {schedule_id} disabled")
+    _console().print(f"schedule {schedule_id} disabled")
 
 
 @schedule_app.command("enable")
 def schedule_enable(schedule_id: str) -> None:
     _read(lambda session: drills.set_schedule_enabled(session, schedule_id, True))
-    console.print(f"schedule {schedule_id} enabled")
+    _console().print(f"schedule {schedule_id} enabled")
 
 
 @schedule_app.command("run-due")
@@ -381,7 +386,7 @@ def schedule_run_due(
     def run_one(scenario: str) -> str | None:
         result = runner.run(scenario, settings, runner.RunOptions(out_dir=out))
         verdict = "passed" if result["passed"] else "FAILED"
-        console.print(f"{scenario}: {verdict} {result['score']}/100 ({result['run_id']})")
+        _console().print(f"{scenario}: {verdict} {result['score']}/100 ({result['run_id']})")
         return str(result["run_id"])
 
     db = Database(settings.database_url)
@@ -390,4 +395,4 @@ def schedule_run_due(
     finally:
         db.dispose()
     if not done:
-        console.print("no drill is due")
+        _console().print("no drill is due")

@@ -275,11 +275,8 @@ def _result(
 ) -> dict[str, Any]:
     attacks = [step for step in steps if step.attack]
     timeline = _timeline(context, records, observer)
-    playbook_steps = [
-        {"incident_id": item.id, "at": at.isoformat(), "action": action, "status": status}
-        for item in records.incidents
-        for at, action, status in item.playbook_steps
-    ]
+    playbooks_run = {item["action"].split("/", 1)[0] for item in _playbook_dicts(records)}
+    playbook_steps = _playbook_dicts(records)
     return {
         "run_id": context.run_id,
         "scenario": scenario.name,
@@ -330,8 +327,20 @@ def _result(
             + [staff.username for staff in context.staff_actors.values()]
         ),
         "timeline": timeline,
-        "improvements": improvements(scenario, steps, graded, options),
+        "expected_playbook": scenario.playbook,
+        "playbooks_run": sorted(playbooks_run),
+        "improvements": improvements(
+            scenario, steps, graded, options, playbooks_run if records.incidents else None
+        ),
     }
+
+
+def _playbook_dicts(records: Records) -> list[dict[str, str]]:
+    return [
+        {"incident_id": item.id, "at": at.isoformat(), "action": action, "status": status}
+        for item in records.incidents
+        for at, action, status in item.playbook_steps
+    ]
 
 
 def _timeline(context: DrillContext, records: Records, observer: Observer) -> list[dict[str, str]]:
@@ -408,8 +417,12 @@ def improvements(
     steps: list[scoring.StepScore],
     graded: scoring.Score,
     options: RunOptions,
+    playbooks_run: set[str] | None = None,
 ) -> list[dict[str, str]]:
-    """Improvement items (seed 000: feedback and continuous improvement)."""
+    """Improvement items (seed 000: feedback and continuous improvement).
+
+    ``playbooks_run``: the playbooks of the drill's incidents (None: no incident opened,
+    so no playbook was due)."""
     items: list[dict[str, str]] = []
     for name in options.disabled:
         items.append(
@@ -449,6 +462,16 @@ def improvements(
                     "需增加拦截或暂挂该类支付的控制。",
                 }
             )
+    if scenario.playbook and playbooks_run is not None and scenario.playbook not in playbooks_run:
+        ran = ", ".join(sorted(playbooks_run)) or "none"
+        items.append(
+            {
+                "en": f"The playbook '{scenario.playbook}' was expected but did not run "
+                f"(ran: {ran}): check the alert-to-incident mapping.",
+                "zh": f"预期启动处置预案“{scenario.playbook}”但未启动（已启动：{ran}）："
+                "请检查告警转事件规则。",
+            }
+        )
     if graded.passed and not items:
         items.append(
             {

@@ -20,8 +20,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from payguard.drills import service as drills
 from payguard.identity.models import AuthChallenge, LoginAttempt
+from payguard.incidents import service as incidents
 from payguard.incidents.models import IncidentTask
+from payguard.incidents.schemas import IncidentMetrics
 from payguard.payments.models import Payment, PaymentEvent
 from payguard.risk.models import RiskAlert, RiskLabel, RiskReceipt
 
@@ -79,7 +82,7 @@ class Sources:
         self.session = session
         self.window = window
         self._payments: list[_PaymentFacts] | None = None
-        self.incident_metrics: Any = None
+        self.incident_metrics: IncidentMetrics | None = None
 
     def payments(self) -> list[_PaymentFacts]:
         if self._payments is None:
@@ -154,8 +157,6 @@ def drill_defence_rate(sources: Sources, params: dict[str, Any]) -> Measurement:
 
     A drill played with a control switched off on purpose (to prove the drill fails
     without it) says nothing about the platform as configured: it is left out."""
-    from payguard.drills import service as drills
-
     runs = drills.list_runs(sources.session, since=sources.window.start, until=sources.window.end)
     counted = [run for run in runs if not run.disabled_controls]
     attacks = sum(run.attacks for run in counted)
@@ -216,11 +217,9 @@ def data_leak_events(sources: Sources, params: dict[str, Any]) -> Measurement:
     )
 
 
-def _incident_metrics(sources: Sources) -> Any:
+def _incident_metrics(sources: Sources) -> IncidentMetrics:
     """incidents.service.metrics over the window, real incidents only; read once."""
     if sources.incident_metrics is None:
-        from payguard.incidents import service as incidents
-
         sources.incident_metrics = incidents.metrics(
             sources.session, sources.window.start, sources.window.end, drills=False
         )

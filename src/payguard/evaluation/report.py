@@ -94,11 +94,13 @@ SUGGESTIONS: dict[str, list[tuple[str, str]]] = {
     ],
     "data_leak_events": [
         (
-            "对每起数据泄露事件执行数据泄露预案:吊销相关会话、强制重置密码、轮换密钥"
-            "(`payguard keys rotate`),并按 PBoC 2025 第 4 号规定的时限向监管报告。",
-            "Run the data-leak playbook for each incident: revoke the sessions involved, "
-            "force password resets, rotate keys (`payguard keys rotate`), and report to the "
-            "regulator within the PBoC 2025 No. 4 deadline.",
+            "对每起数据泄露事件执行数据泄露预案(`payguard playbooks run <事件> data-leak`):"
+            "吊销相关会话、强制重置密码、轮换密钥(`payguard keys rotate`),"
+            "并按 PBoC 2025 第 4 号规定的时限向监管报告。",
+            "Run the data-leak playbook on each incident (`payguard playbooks run <incident> "
+            "data-leak`): revoke the sessions involved, force password resets, rotate keys "
+            "(`payguard keys rotate`), and report to the regulator within the PBoC 2025 No. 4 "
+            "deadline.",
         ),
         (
             "检查员工批量导出和查询的权限(最小权限原则),用审计日志(`payguard audit verify`)确认"
@@ -144,10 +146,11 @@ SUGGESTIONS: dict[str, list[tuple[str, str]]] = {
         (
             "按失败原因查看:bad_credentials 集中在少数 IP 时多为撞库攻击,用风险名单封禁来源"
             "(`payguard risk lists add block ip <地址>`)"
-            "并启动撞库预案;分散的失败说明用户体验问题,推广通行密钥登录。",
+            "并启动撞库预案(credential-stuffing);分散的失败说明用户体验问题,推广通行密钥登录。",
             "Look at the failure reasons: bad_credentials concentrated on a few IPs is "
-            "credential stuffing (block the sources with `payguard risk lists add block ip <address>` and run "
-            "the credential-stuffing playbook); spread-out failures are a usability problem "
+            "credential stuffing (block the sources with "
+            "`payguard risk lists add block ip <address>` and run "
+            "the `credential-stuffing` playbook); spread-out failures are a usability problem "
             "(promote passkey sign-in).",
         ),
         (
@@ -170,8 +173,10 @@ SUGGESTIONS: dict[str, list[tuple[str, str]]] = {
             "metrics with the active one, and activate it through four-eyes approval.",
         ),
         (
-            "把确认的欺诈收款账户加入阻断名单(`payguard risk lists add block payee <账户>`),并与同业共享。",
-            "Put confirmed mule payees on the block list (`payguard risk lists add block payee <account>`) and "
+            "把确认的欺诈收款账户加入阻断名单"
+            "(`payguard risk lists add block payee <账户>`),并与同业共享。",
+            "Put confirmed mule payees on the block list "
+            "(`payguard risk lists add block payee <account>`) and "
             "share them with partner institutions.",
         ),
     ],
@@ -186,11 +191,12 @@ SUGGESTIONS: dict[str, list[tuple[str, str]]] = {
             "publishing takes four-eyes approval.",
         ),
         (
-            "把确认的正常客户或商户加入白名单(`payguard risk lists add allow account <账户>`),减少重复拦截;"
+            "把确认的正常客户或商户加入白名单"
+            "(`payguard risk lists add allow account <账户>`),减少重复拦截;"
             "审核结论要及时标注,模型才能学到。",
             "Allow-list customers and merchants confirmed as legitimate (`payguard risk lists "
-            "add allow account <account>`) to stop repeat holds; label review outcomes promptly so the "
-            "next model learns from them.",
+            "add allow account <account>`) to stop repeat holds; label review outcomes "
+            "promptly so the next model learns from them.",
         ),
     ],
     "mean_time_to_dispose": [

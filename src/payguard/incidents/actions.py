@@ -271,8 +271,17 @@ def _refresh_lists(session: Session, ctx: StepContext) -> None:
     """Tell this process's risk engine once the change is committed (a reload before the
     commit would read the old lists and keep them for a reload interval)."""
     cache = getattr(ctx.env.risk, "lists", None)
-    if cache is not None:
-        event.listen(session, "after_commit", lambda _session: lists.invalidate(cache), once=True)
+    if cache is None or session.info.get("payguard_lists_listener"):
+        return
+    session.info["payguard_lists_listener"] = True
+
+    def ended(_session: Session, transaction: Any) -> None:
+        # The step runs in a savepoint: only the end of the outermost transaction counts
+        # (after a rollback the extra reload is harmless).
+        if transaction.parent is None:
+            lists.invalidate(cache)
+
+    event.listen(session, "after_transaction_end", ended)
 
 
 def _block_device(session: Session, ctx: StepContext, p: BlockDeviceParams) -> dict[str, Any]:
@@ -499,23 +508,44 @@ def _notify(session: Session, ctx: StepContext, p: NotifyParams) -> dict[str, An
         # Recorded as intent: the timeline shows who should have been told.
         _emit(session, "controls.notify_recorded", ctx, template=p.template, audience=p.audience)
         return {"sent": False, "recorded_only": True, "why": "the notify service is not installed"}
-    out = send(
-        session,
-        ctx.env.settings,
-        audience=p.audience,
-        template=p.template,
-        language=p.language,
-        context={**p.context, "incident_id": ctx.incident_id},
-        to_staff_id=p.to_staff_id,
-        to_customer_id=p.to_customer_id,
-        channel=p.channel,
-        incident_id=ctx.incident_id,
-    )
+    if p.template == "regulator_report" and p.audience == "external":
+        # The draft with the fields seed 002 lists and the PBoC deadline, from the incident.
+        out = notify.send_regulator_report(
+            session, ctx.env.settings, ctx.incident_id, language=p.language, channel=p.channel
+        )
+    else:
+        out = send(
+            session,
+            ctx.env.settings,
+            audience=p.audience,
+            template=p.template,
+            language=p.language,
+            context={**_incident_facts(session, ctx.incident_id), **p.context},
+            to_staff_id=p.to_staff_id,
+            to_customer_id=p.to_customer_id,
+            channel=p.channel,
+            incident_id=ctx.incident_id,
+            created_by=ctx.actor[:64],
+        )
     return {
         "sent": True,
         "notification_id": getattr(out, "id", None),
         "status": getattr(out, "status", None),
         "channel": getattr(out, "channel", None),
+    }
+
+
+def _incident_facts(session: Session, incident_id: str) -> dict[str, Any]:
+    """What the incident templates show (ids and grades; no personal data)."""
+    from payguard.incidents import service as incidents
+
+    incident = incidents.get_incident(session, incident_id)
+    return {
+        "incident_id": incident.id,
+        "title": incident.title,
+        "grade": incident.grade,
+        "status": incident.status,
+        "category": incident.category,
     }
 
 

@@ -23,6 +23,7 @@ expressions, no filters, nothing evaluated. A whole-value template keeps the val
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from dataclasses import dataclass
@@ -1021,10 +1022,13 @@ def _withdraw_pending(
     for step in _steps(session, run.id):
         if step.status == "waiting_approval" and step.approval_id is not None:
             record = approvals.get(session, step.approval_id)
-            if record.status == approvals.PENDING:
-                approvals.reject(
-                    session, catalogue, maker, step.approval_id, "withdrawn: recovery started"
-                )
+            if approvals.effective_status(record) == approvals.PENDING:
+                # If it cannot be withdrawn it stays pending, and its check refuses it once
+                # the step no longer waits.
+                with contextlib.suppress(ProblemError):
+                    approvals.reject(
+                        session, catalogue, maker, step.approval_id, "withdrawn: recovery started"
+                    )
         if step.status in ("pending", "waiting_approval"):
             step.status, step.error = "skipped", "not run: recovery started before it ran"
             step.finished_at = clock.now()

@@ -129,17 +129,29 @@ def send_email(
             refused = smtp.send_message(message)
     except smtplib.SMTPRecipientsRefused as error:
         codes = {code for code, _ in error.recipients.values()}
-        return Outcome(False, status_code=min(codes, default=None),
-                       error="all recipients refused", duration_ms=_since(started))  # fmt: skip
+        return Outcome(
+            False,
+            status_code=min(codes, default=None),
+            error="all recipients refused",
+            duration_ms=_since(started),
+        )
     except smtplib.SMTPResponseException as error:
-        return Outcome(False, status_code=error.smtp_code, error=type(error).__name__,
-                       duration_ms=_since(started))  # fmt: skip
+        return Outcome(
+            False,
+            status_code=error.smtp_code,
+            error=type(error).__name__,
+            duration_ms=_since(started),
+        )
     except (TimeoutError, smtplib.SMTPException, OSError) as error:
         return Outcome(False, error=type(error).__name__, duration_ms=_since(started))
     if refused:
         # Some got it: a retry would send it again to those. Count it as sent, say so.
-        return Outcome(True, status_code=250, error=f"{len(refused)} recipient(s) refused",
-                       duration_ms=_since(started))  # fmt: skip
+        return Outcome(
+            True,
+            status_code=250,
+            error=f"{len(refused)} recipient(s) refused",
+            duration_ms=_since(started),
+        )
     return Outcome(True, status_code=250, duration_ms=_since(started))
 
 

@@ -55,17 +55,34 @@ def list_command(
             rows = service.list_notifications(
                 session, incident_id=incident, status=status, audience=audience, limit=limit
             )
-            table = Table("id", "created", "audience", "template", "to", "channel", "status",
-                          "tries", "incident")  # fmt: skip
+            table = Table(
+                "id",
+                "created",
+                "audience",
+                "template",
+                "to",
+                "channel",
+                "status",
+                "tries",
+                "incident",
+            )
             for row in rows:
                 to = row.recipient_masked or row.recipient_ref or row.recipient_kind
                 status_text = row.status + (f" ({row.last_error})" if row.last_error else "")
-                table.add_row(row.id, row.created_at.strftime("%Y-%m-%d %H:%M:%S"), row.audience,
-                              row.template, to, row.channel, status_text, str(row.attempts),
-                              row.incident_id or "-")  # fmt: skip
+                table.add_row(
+                    row.id,
+                    row.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    row.audience,
+                    row.template,
+                    to,
+                    row.channel,
+                    status_text,
+                    str(row.attempts),
+                    row.incident_id or "-",
+                )
     finally:
         db.dispose()
-    console.print(table)
+    Console().print(table)  # a fresh console: the terminal's width now
 
 
 @notify_app.command("test-webhook")
@@ -109,8 +126,9 @@ def draft(
     db = _database()
     try:
         with db.read() as session:
-            report = service.regulator_report_draft(session, settings, incident_id,
-                                                    language=language)  # fmt: skip
+            report = service.regulator_report_draft(
+                session, settings, incident_id, language=language
+            )
     finally:
         db.dispose()
     console.print(f"[bold]{report.subject}[/bold]\n")

@@ -127,6 +127,9 @@ class RegulatorReportDraft:
             "recovered_at": self._local(self.time.get("recovered_at")),
             "report_due_at": self._local(self.deadline.report_due_at),
             "deadline_minutes": self.deadline.minutes,
+            "full_report_due_at": self._local(self.deadline.full_report_due_at),
+            "full_report_minutes": self.deadline.full_report_minutes,
+            "final_report_days": self.deadline.final_report_days,
             "overdue": self.deadline.overdue,
             "scope": self.scope,
             "trend": self.trend,
@@ -167,6 +170,7 @@ class RegulatorReportDraft:
         status_name = templates._namer(templates.STATUS_NAMES, self.language)(self.status)
         local = {key: self._local(value) or "-" for key, value in self.time.items()}
         due = self._local(self.deadline.report_due_at) or "-"
+        full_due = self._local(self.deadline.full_report_due_at) or "-"
         doc = Document(
             title=("网络安全事件报告（草稿）" if zh else "Cyber security incident report (draft)"),
             subtitle=f"{self.incident_id} · {self.title}",
@@ -195,10 +199,16 @@ class RegulatorReportDraft:
                         ("控制时间" if zh else "Contained", local.get("contained_at", "-")),
                         ("恢复时间" if zh else "Recovered", local.get("recovered_at", "-")),
                         (
-                            "首次报告时限" if zh else "Initial report due",
-                            f"{due}（{self.deadline.minutes} 分钟）"
+                            "简要报告时限" if zh else "Brief report due",
+                            f"{due}（发现后 {self.deadline.minutes} 分钟）"
                             if zh
-                            else f"{due} ({self.deadline.minutes} minutes)",
+                            else f"{due} ({self.deadline.minutes} minutes after detection)",
+                        ),
+                        (
+                            "事发报告时限" if zh else "Full report due",
+                            f"{full_due}（发现后 {self.deadline.full_report_minutes} 分钟）"
+                            if zh
+                            else f"{full_due} ({self.deadline.full_report_minutes} minutes)",
                         ),
                     ]
                 ),
@@ -275,6 +285,8 @@ def deadline_for(
 ) -> DeadlineOut:
     table = settings.notify_regulator_deadline_minutes
     minutes = table.get(grade, table.get("IV", 1440))
+    full_table = settings.notify_regulator_full_report_minutes
+    full = max(full_table.get(grade, full_table.get("IV", 2880)), minutes)
     due = detected_at + timedelta(minutes=minutes)
     stop = filed_at or now
     return DeadlineOut(
@@ -284,6 +296,8 @@ def deadline_for(
         report_due_at=due,
         seconds_left=int((due - now).total_seconds()),
         overdue=stop > due,
+        full_report_minutes=full,
+        full_report_due_at=detected_at + timedelta(minutes=full),
         final_report_days=settings.notify_regulator_final_report_days,
         basis=BASIS,
     )

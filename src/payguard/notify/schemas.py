@@ -64,7 +64,9 @@ class DeadlineOut(BaseModel):
     report_due_at: datetime
     seconds_left: int
     overdue: bool
-    final_report_days: int
+    full_report_minutes: int
+    full_report_due_at: datetime
+    final_report_days: int  # working days after the incident is closed
     basis: str
 
 

@@ -98,6 +98,6 @@ SCENARIO = Scenario(
         "设置新密码时比对已泄露密码库；推广通行密钥。",
         "锁定激增时告警安全团队；封禁攻击来源地址。",
     ),
-    playbook="credential_stuffing",
+    playbook="credential-stuffing",
     settle_seconds=3.0,
 )

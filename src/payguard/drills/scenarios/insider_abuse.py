@@ -131,9 +131,7 @@ def attack(ctx: DrillContext) -> None:
         detect_within_s=5,
         contain_within_s=12,
     ) as step:
-        _ask_and_self_approve(
-            step, insider, "account.unfreeze", accomplice.wallet_id
-        )
+        _ask_and_self_approve(step, insider, "account.unfreeze", accomplice.wallet_id)
         deadline = time.monotonic() + PERSIST_SECONDS
         while time.monotonic() < deadline:
             try:
@@ -146,9 +144,7 @@ def attack(ctx: DrillContext) -> None:
                 if reply is not None:
                     step.response(reply)
                     if reply.status_code == 401:
-                        step.note(
-                            "The insider's session has ended.", "内部人员的会话已被终止。"
-                        )
+                        step.note("The insider's session has ended.", "内部人员的会话已被终止。")
                         return
             else:
                 step.breach("the insider read the audit log")

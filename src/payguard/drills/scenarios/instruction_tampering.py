@@ -156,6 +156,6 @@ SCENARIO = Scenario(
         "保持一次性随机数缓存和时间窗口；对反复被拒的指令告警。",
         "应用内固定 TLS 证书，并检测设备上的挂钩框架。",
     ),
-    playbook="malware_auto_debit",
+    playbook="malware-auto-debit",
     settle_seconds=3.0,
 )

@@ -19,7 +19,7 @@ does not depend on the hour.
 from __future__ import annotations
 
 from payguard.drills.context import DrillContext
-from payguard.drills.scenario import Scenario, alert, held, incident
+from payguard.drills.scenario import Scenario, alert, held, incident, playbook
 
 SALE = 2_800_000  # 28,000.00 CNY per buyer
 PAYOUT = 5_400_000  # over the payout approval threshold (50,000.00 CNY by default)
@@ -74,6 +74,19 @@ def attack(ctx: DrillContext) -> None:
             },
         )
 
+    # No attacker action: what the platform's incident response does about the payout.
+    with ctx.step(
+        "response",
+        "The incident team is alerted and the playbook secures the funds",
+        "应急小组收到告警，处置预案保全资金",
+        detect=[incident()],
+        contain=[playbook()],
+        detect_within_s=10,
+        contain_within_s=15,
+        actors=["merchant_owner"],
+    ):
+        pass
+
 
 SCENARIO = Scenario(
     name="merchant_payout_leak",
@@ -97,6 +110,6 @@ SCENARIO = Scenario(
         "付款模块的二次验证放在另一台服务器上（四眼复核放行）。",
         "服务器口令由专人统一管理、定期修改，开发人员需申请方可获得。",
     ),
-    playbook="leaked_merchant_credentials",
-    settle_seconds=6.0,
+    playbook="leaked-merchant-credentials",
+    settle_seconds=15.0,
 )

@@ -100,6 +100,6 @@ SCENARIO = Scenario(
         "向新收款方付款保持二次验证；新登录时通知客户。",
         "提醒客户工作人员绝不会索要密码或验证码。",
     ),
-    playbook="account_takeover",
+    playbook="account-takeover",
     settle_seconds=4.0,
 )
