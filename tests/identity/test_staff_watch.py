@@ -166,7 +166,7 @@ def test_a_self_approval_ends_in_the_insider_playbook(database_url: str, tmp_pat
         assert frozen.status_code == 200, frozen.text
         insider_id, insider = staff(client, "operations")
         asked = client.post(
-            f"/v1/accounts/{customer.wallet_id}/unfreeze", headers=insider, json={"reason": "ok"}
+            f"/v1/accounts/{customer.wallet_id}/unfreeze", headers=insider, json={"reason": "customer called"}
         )
         assert asked.status_code == 202, asked.text
         own = client.post(

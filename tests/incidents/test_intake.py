@@ -20,7 +20,7 @@ from payguard.risk import service as risk
 from payguard.settings import Settings
 from tests.conftest import make_settings
 from tests.factories import register, staff_auth
-from tests.incidents.helpers import open_one
+from tests.incidents.helpers import make_staff, open_one
 
 
 def _alert(db: Database, codes: list[str], *, customer: str, kind: str = "review") -> str:
@@ -286,3 +286,40 @@ def test_intake_starts_the_mapped_playbook(client: TestClient, settings: Setting
         f"/v1/accounts/{customer.wallet_id}", headers=staff_auth(settings, "auditor")
     )
     assert account.status_code == 200 and account.json()["status"] == "frozen"
+
+
+def test_role_holders_are_notified_and_the_record_shows_it(
+    db: Database, settings: Settings
+) -> None:
+    commander = db.transact(lambda s: make_staff(s, settings))
+    incident = db.transact(lambda s: open_one(s, settings))
+    db.transact(lambda s: incidents.assign_role(s, incident.id, "commander", commander, actor="a"))
+    db.transact(lambda s: incidents.set_status(s, incident.id, "confirmed", actor="a"))
+    intake.process_events(db, settings)  # sends the two internal notifications (outbox)
+    intake.process_events(db, settings)  # picks up their notify.sent events
+    with db.read() as session:
+        entries = [e for e in incidents.timeline(session, incident.id) if e.kind == "notification"]
+    texts = " ".join(entry.text for entry in entries)
+    assert "incident_role_assigned" in texts and "incident_status_changed" in texts
+
+
+def test_an_alert_without_the_group_goes_to_the_next_mapping(
+    db: Database, settings: Settings
+) -> None:
+    # An assess-API alert has an account but no customer: account-takeover (per customer)
+    # cannot group it, blocked-severe (per account) takes it.
+    db.transact(
+        lambda s: risk.open_alert(
+            s,
+            kind="block",
+            severity="critical",
+            title="payment blocked",
+            reason_codes=["NEW_DEVICE_LARGE_AMOUNT", "BLOCK_LISTED_PAYER"],
+            account_id="acc_outside",
+        )
+    )
+    intake.process_events(db, settings)
+    with db.read() as session:
+        [incident] = incidents.list_incidents(session)
+    assert incident.dedup_key == "blocked-severe:acc_outside"
+    assert incident.category == "08"

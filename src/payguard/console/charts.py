@@ -655,7 +655,10 @@ def threshold_chart(
                 state=item.state,
                 y=round(y + row_height * 0.2, 1),
                 height=round(row_height * 0.6, 1),
-                bar_width=round(bar_end - plot_left, 1),
+                # a zero still shows its colour (a passing zero count is news too)
+                bar_width=round(max(bar_end - plot_left, 3.0), 1)
+                if item.value is not None
+                else 0.0,
                 threshold_x=x_of(item.threshold),
                 target_x=x_of(item.target),
                 value_text=shown,

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -47,6 +47,9 @@ SANDBOX_ENV = {
     "PAYGUARD_RISK_TIME_BUDGET_MS": "2000",
     "PAYGUARD_RISK_RELOAD_SECONDS": "0.5",
 }
+
+
+START_TIMEOUT_SECONDS = 120.0
 
 
 @dataclass
@@ -108,6 +111,7 @@ class Sandbox:
         self.root: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.platform: Platform | None = None
+        self._log: BinaryIO | None = None
 
     def environment(self, root: Path, port: int) -> dict[str, str]:
         env = {
@@ -135,6 +139,7 @@ class Sandbox:
         inherited = {
             key: value for key, value in os.environ.items() if not key.startswith("PAYGUARD_")
         }
+        self._log = (self.root / "server.log").open("wb")
         # The command line is fixed: this interpreter running uvicorn on the app factory.
         self.process = subprocess.Popen(  # noqa: S603
             [
@@ -153,10 +158,12 @@ class Sandbox:
             env={**inherited, **env},
             cwd=self.root,
             stdout=subprocess.DEVNULL,
-            stderr=(self.root / "server.log").open("wb"),
+            stderr=self._log,
         )
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
+        # Generous: a loaded machine (a CI runner, a test suite on two cores) can take
+        # a while to import the app; a server that died is noticed at once.
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while True:
             try:
                 if httpx.get(base + "/readyz", timeout=1).status_code == 200:
@@ -165,12 +172,18 @@ class Sandbox:
                 pass
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self._stop()
-                raise RuntimeError(f"the drill sandbox server did not start (see {self.root})")
+                db.dispose()
+                log = (self.root / "server.log").read_text("utf-8", errors="replace")[-2000:]
+                if not self.keep:
+                    shutil.rmtree(self.root, ignore_errors=True)
+                raise RuntimeError(f"the drill sandbox server did not start: {log.strip()}")
             time.sleep(0.1)
         self.platform = Platform(base, settings, db, "sandbox")
         return self.platform
 
     def _stop(self) -> None:
+        if self._log is not None:
+            self._log.close()
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:

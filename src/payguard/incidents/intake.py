@@ -275,6 +275,11 @@ def process_events(
     else:
         db, services, settings = target.db, target, settings or target.settings
     config = load_config(settings)
+    with db.read() as session:
+        # A read first: an idle platform costs no write transaction every few seconds.
+        after = cursor_position(session)
+        if session.scalar(select(OutboxEvent.id).where(OutboxEvent.id > after).limit(1)) is None:
+            return 0
     total = 0
     for _ in range(max_batches):
         handled = db.transact(
@@ -322,6 +327,10 @@ def _process_batch(
     for event in rows:
         if event.id != last + 1 and as_utc(event.created_at) > settle_before:
             break  # a gap: an earlier transaction may still commit its event
+        if not _relevant(config, event.topic, event.payload or {}):
+            last = event.id
+            handled += 1
+            continue
         try:
             with session.begin_nested():
                 _handle(session, settings, services, config, event)
@@ -344,6 +353,17 @@ def _process_batch(
     return handled
 
 
+def _relevant(config: IntakeConfig, topic: str, payload: dict[str, Any]) -> bool:
+    """Cheap test before any work: most events (payments, logins) concern no incident."""
+    return (
+        topic.startswith("incident.")
+        or topic == "risk.alert_opened"
+        or bool(payload.get("incident_id"))
+        or topic.startswith(config.follow_topics)
+        or any(mapping.topic == topic for mapping in config.mappings)
+    )
+
+
 def _handle(
     session: Session,
     settings: Settings,
@@ -356,7 +376,16 @@ def _handle(
     if topic.startswith("incident."):
         _notify_roles(session, settings, topic, payload)
         return
-    mapping = next((m for m in config.mappings if m.matches(topic, payload)), None)
+    # The first mapping that matches and can group the event (an alert of the assess API
+    # has no customer, so a per-customer mapping passes it on to the next one).
+    mapping = next(
+        (
+            m
+            for m in config.mappings
+            if m.matches(topic, payload) and m.group_of(payload) is not None
+        ),
+        None,
+    )
     taken = False
     if mapping is not None:
         taken = _apply_mapping(session, settings, services, mapping, event, payload, at)

@@ -103,6 +103,20 @@ _TASK_STATUS = {
     "done": ("已完成", "done"),
     "cancelled": ("已取消", "cancelled"),
 }
+_KIND = {
+    "alert": "告警",
+    "status": "状态",
+    "action": "处置",
+    "approval": "审批",
+    "notification": "通知",
+    "note": "记录",
+    "grade": "定级",
+    "role": "职责",
+    "task": "任务",
+    "link": "关联",
+    "drill": "演练",
+    "playbook": "预案",
+}
 # Timeline kinds grouped into the chart's lanes.
 _LANE = {
     "alert": "detect",
@@ -252,7 +266,7 @@ def build_document(
             rows=[
                 [
                     entry.at.astimezone(zone).strftime("%m-%d %H:%M:%S"),
-                    entry.kind,
+                    _KIND.get(entry.kind, entry.kind) if zh else entry.kind,
                     names.get(entry.actor, entry.actor),
                     entry.text,
                 ]

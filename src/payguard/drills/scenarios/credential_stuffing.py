@@ -4,9 +4,9 @@ The attacker bought a list of username/password pairs leaked from another site a
 tries them all, as fast as the platform answers, from one machine: most pairs are old
 or wrong, some usernames do not exist, and three pairs are valid for drill customers.
 Expected: login throttling (delays, then lock-out per account and per source address)
-refuses the burst, so the valid pairs at the end of the list get no session, and the
-lock-out is recorded as a security event. Any session gained is then tried for money
-(an unsigned payment), which the platform refuses.
+refuses the burst until the bot gives up, so the valid pairs at the end of the list get
+no session (on a slow platform the per-account lock-out refuses them). Any session
+gained is then tried for money (an unsigned payment), which the platform refuses.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from payguard.drills.scenario import Scenario, event, incident, refused
 VICTIMS = ("alice", "bob", "carol")
 WRONG_PER_VICTIM = 5
 GHOSTS = 6
+GIVE_UP_AFTER = 3  # throttled refusals in a row
 
 
 def setup(ctx: DrillContext) -> None:
@@ -55,11 +56,25 @@ def attack(ctx: DrillContext) -> None:
         detect_within_s=5,
         contain_within_s=5,
     ) as step:
+        throttled = 0
         for username, password in leaked_pairs(ctx):
             if step.call(bot.login, username, password) is not None:
                 sessions.append(username)
                 step.breach(f"a session for {username}")
                 bot.token = None
+            throttled = (
+                throttled + 1
+                if step.record.refusals[-1:]
+                and (step.record.refusals[-1].code == "too-many-attempts")
+                else 0
+            )
+            if throttled >= GIVE_UP_AFTER:
+                # Slowed to a crawl: a bot moves on to a target that does not throttle.
+                step.note(
+                    "The bot gave up: every attempt is being throttled.",
+                    "攻击程序放弃：每次尝试都被限速。",
+                )
+                break
     mule = ctx.actor("mule")
     for username in sessions:
         name = username.removeprefix(ctx.tag)

@@ -100,34 +100,28 @@ def attack(ctx: DrillContext) -> None:
         step.note("The password was valid: the thief has a session.", "密码有效：攻击者获得会话。")
 
     with ctx.step(
-        "bind-device",
-        "Bind the thief's phone as the victim's device with the intercepted SMS code",
-        "用截获的短信验证码把攻击者手机绑定为受害者设备",
-        detect=[event("identity.device_registered", label="new device recorded, customer told")],
-        detect_within_s=3,
-        contain_within_s=3,
-        required=False,  # SMS OTP cannot stop a SIM swap: what follows must
-        actors=["victim"],
-    ) as step:
-        step.call(thief.request_code, "sms", "device")
-        code = ctx.phone_code(victim.phone)
-        if step.call(thief.register_device, "thief phone", factor="otp", code=code) is not None:
-            step.breach("the thief's phone is bound to the victim's account")
-            step.note(
-                "The platform sent the new-device notice by SMS, to the swapped SIM.",
-                "平台通过短信发送新设备通知，而短信已落入被换卡的攻击者手中。",
-            )
-
-    with ctx.step(
-        "drain",
-        "Move the balance to a new payee, passing step-up with the intercepted code",
-        "用截获的验证码通过二次验证，把余额转给新收款方",
+        "take-over",
+        "Bind the thief's phone with the intercepted SMS code and move the balance to a "
+        "new payee, passing step-up with the next intercepted code",
+        "用截获的短信验证码绑定攻击者手机，再用截获的验证码通过二次验证，把余额转给新收款方",
         money_at_risk=DRAIN,
-        detect=[alert(RULE.upper().replace("-", "_")), held(), incident()],
+        detect=[
+            event("identity.device_registered", label="new device recorded, customer told"),
+            alert(RULE.upper().replace("-", "_")),
+            held(),
+            incident(),
+        ],
         detect_within_s=3,
         contain_within_s=3,
         actors=["victim"],
     ) as step:
+        # SMS OTP cannot stop a SIM swap: the binding succeeds, what follows must hold.
+        thief.request_code("sms", "device")
+        thief.register_device("thief phone", factor="otp", code=ctx.phone_code(victim.phone))
+        step.note(
+            "The thief's phone is bound; the new-device notice went by SMS, to the swapped SIM.",
+            "攻击者手机绑定成功；新设备通知通过短信发送，而短信已落入被换卡的攻击者手中。",
+        )
         drained = step.call(thief.pay_p2p, DRAIN, payee_username=mule.username)
 
     with ctx.step(
