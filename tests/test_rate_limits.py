@@ -21,6 +21,7 @@ from payguard.settings import Settings
 from tests.conftest import make_settings
 from tests.factories import PASSWORD, register
 
+
 def limited_client(database_url: str, tmp_path: Path, **overrides: object) -> TestClient:
     values: dict[str, object] = {
         "rate_limit_ip_per_second": 0.01,  # no refill within a test, however slow
@@ -97,7 +98,7 @@ def test_a_flood_from_one_address_gets_429_with_retry_after(limited: TestClient)
     assert problem["type"] == "https://payguard.dev/problems/rate-limited"
     assert problem["code"] == "rate-limited" and problem["status"] == 429
     assert problem["limit_scope"] == "ip" and problem["retry_after_seconds"] >= 1
-        # Reads are never limited; the record is one event per key, not one per refusal.
+    # Reads are never limited; the record is one event per key, not one per refusal.
     assert limited.get("/healthz").status_code == 200
     events = topics(limited, "security.rate_limited")
     assert len(events) == 1
@@ -123,9 +124,12 @@ def test_a_flooding_session_is_limited_without_starving_its_address(
         # a login from the same address still get through.
         login = {"username": other.username, "password": PASSWORD}
         assert client.post("/v1/sessions", json=login).status_code == 201
-        assert client.post(
-            "/v1/payments", json={"kind": "p2p"}, headers={**other.auth, "Idempotency-Key": "k"}
-        ).status_code == 422
+        assert (
+            client.post(
+                "/v1/payments", json={"kind": "p2p"}, headers={**other.auth, "Idempotency-Key": "k"}
+            ).status_code
+            == 422
+        )
         [event] = topics(client, "security.rate_limited")
         assert event["limit_scope"] == "session" and event["customer_id"] == flooder.id
         assert "session_id" in event

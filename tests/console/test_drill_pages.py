@@ -202,13 +202,13 @@ def test_drill_pages_show_scores_trend_steps_timeline_and_record(
 def test_evaluation_page_shows_indicators_against_thresholds(
     client: TestClient, settings: Settings, tmp_path: Path
 ) -> None:
-    login(client, "commander")
+    csrf = login(client, "commander")
     empty = client.get("/console/evaluation")
     assert empty.status_code == 200
     assert "No evaluation yet" in empty.text and '<svg class="chart' not in empty.text
     assert_no_inline_script(empty)
 
-    store_run(client, settings, contained=True)  # the drill indicator has data
+    run_id = store_run(client, settings, contained=True)  # the drill indicator has data
     db = services(client).db
     evaluation.evaluate(db, settings, period="30d", created_by="test")
     latest = evaluation.evaluate(db, settings, period="30d", created_by="test")
@@ -238,9 +238,8 @@ def test_evaluation_page_shows_indicators_against_thresholds(
     download = client.get(f"/console/evaluation/{latest.id}/files/evaluation-en.md")
     assert download.status_code == 200 and download.text == "# Evaluation\n"
 
-
-def test_viewers_may_not_open_drills_or_evaluation(client: TestClient, settings: Settings) -> None:
-    run_id = store_run(client, settings, contained=True)
+    # A viewer sees neither drills nor the evaluation, nor their links in the nav.
+    client.post("/console/logout", data={"csrf_token": csrf})
     login(client, "watcher")
     home = client.get("/console").text
     assert 'href="/console/drills"' not in home and 'href="/console/evaluation"' not in home
@@ -249,7 +248,8 @@ def test_viewers_may_not_open_drills_or_evaluation(client: TestClient, settings:
         (f"/console/drills/{run_id}", "drills:read"),
         (f"/console/drills/{run_id}/files/drill-record-en.md", "drills:read"),
         ("/console/evaluation", "evaluation:read"),
+        (f"/console/evaluation/{latest.id}/files/evaluation-en.md", "evaluation:read"),
     ):
         reply = client.get(path)
         assert reply.status_code == 403, path
-        assert needed in reply.text and SCENARIO not in reply.text
+        assert needed in reply.text and SCENARIO not in reply.text and "Security" not in reply.text

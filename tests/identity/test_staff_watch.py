@@ -115,7 +115,9 @@ def test_the_block_lifts_when_the_window_has_room(database_url: str, tmp_path: P
     ) as client:
         _staff_id, auth = staff(client, "viewer")
         for _ in range(2):
-            assert client.get("/v1/accounts", headers=auth, params={"limit": 200}).status_code == 200
+            assert (
+                client.get("/v1/accounts", headers=auth, params={"limit": 200}).status_code == 200
+            )
         assert client.get("/v1/accounts", headers=auth).status_code == 429
         time.sleep(1.7)
         assert client.get("/v1/accounts", headers=auth).status_code == 200
@@ -166,7 +168,9 @@ def test_a_self_approval_ends_in_the_insider_playbook(database_url: str, tmp_pat
         assert frozen.status_code == 200, frozen.text
         insider_id, insider = staff(client, "operations")
         asked = client.post(
-            f"/v1/accounts/{customer.wallet_id}/unfreeze", headers=insider, json={"reason": "customer called"}
+            f"/v1/accounts/{customer.wallet_id}/unfreeze",
+            headers=insider,
+            json={"reason": "customer called"},
         )
         assert asked.status_code == 202, asked.text
         own = client.post(

@@ -445,3 +445,50 @@ def test_bad_requests_are_refused_clearly(settings: Settings, db: Database) -> N
         send(to_staff_id="stf_nobody")
     with db.read() as session:
         assert notify.list_notifications(session) == []  # nothing half-done
+
+
+def test_sealed_bodies_survive_key_rotation_and_shredding_erases_them(
+    settings: Settings, db: Database
+) -> None:
+    from payguard.crypto import rotation
+    from payguard.crypto.envelope import envelope_for
+
+    customer_id = _customer(db, settings, email=None, phone="+8613900139000", name="wangwu")
+    internal = _send_simple(db, settings)
+    to_customer = db.transact(
+        lambda s: notify.send(
+            s,
+            settings,
+            audience="customer",
+            template="password_reset_required",
+            language="en",
+            to_customer_id=customer_id,
+            context={},
+        )
+    )
+    envelope = envelope_for(settings)
+    db.transact(lambda s: rotation.rotate_data_keys(s, envelope, "outbox"))
+    assert rotation.reencrypt(db, envelope) >= 1
+    db.transact(lambda s: rotation.retire_data_keys(s, grace_seconds=0))
+    with db.read() as session:
+        assert "api" in notify.detail(session, settings, internal).body
+    # Erasing the customer erases what we told them, not the record that we did.
+    db.transact(lambda s: envelope.erase(s, customer_id))
+    envelope.forget_cached_keys()
+    with db.read() as session:
+        kept = notify.detail(session, settings, to_customer.id)
+    assert kept.body == "[erased]" and kept.status == "sent"
+
+
+def _send_simple(db: Database, settings: Settings) -> str:
+    out = db.transact(
+        lambda s: notify.send(
+            s,
+            settings,
+            audience="internal",
+            template="notify_test",
+            language="en",
+            context={"note": "api"},
+        )
+    )
+    return out.id

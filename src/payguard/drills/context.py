@@ -181,10 +181,13 @@ class StepHandle:
         )
         self.context.progress("payment", self.record, payment.status)
 
-    def breach(self, what_en: str, amount: int = 0) -> None:
+    def breach(self, what_en: str, amount: int = 0, what_zh: str = "") -> None:
         """The attacker got something (a session, data, money outside the ledger):
         the step is not contained; ``amount`` counts as money lost."""
         self.record.breaches.append((clock.now(), what_en, amount))
+        self.record.notes.append(
+            (clock.now(), f"attacker gained: {what_en}", f"攻击者得手：{what_zh or what_en}")
+        )
         self.context.progress("breach", self.record, what_en)
 
     def note(self, text_en: str, text_zh: str = "") -> None:

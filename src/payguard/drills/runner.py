@@ -45,11 +45,6 @@ def _platform(
     options: RunOptions, run_id: str, settings: Settings
 ) -> AbstractContextManager[Platform]:
     if options.target:
-        if options.disabled:
-            raise ValidationProblem(
-                "--disable-control works in the sandbox only: a drill never weakens a "
-                "running platform"
-            )
         return Target(options.target, settings)
     return Sandbox(
         run_id, controls_module.resolve(list(options.disabled)), keep=options.keep_sandbox
@@ -68,6 +63,10 @@ def run(
     options = options or RunOptions()
     scenario = scenario_registry.get(scenario_name)
     controls_module.resolve(list(options.disabled))
+    if options.target and options.disabled:
+        raise ValidationProblem(
+            "--disable-control works in the sandbox only: a drill never weakens a running platform"
+        )
     run_id = ids.new_id("drill_run")
     home = Database(settings.database_url)
     try:
@@ -370,8 +369,6 @@ def _timeline(context: DrillContext, records: Records, observer: Observer) -> li
                 f"attacker payment {payment.payment_id}: {payment.status}",
                 f"攻击者支付 {payment.payment_id}：{payment.status}",
             )
-        for at, what, _amount in step.breaches:
-            add(at, "attack", f"attacker gained: {what}", f"攻击者得手：{what}")
         for at, text_en, text_zh in step.notes:
             add(at, "attack", text_en, text_zh)
     lanes = {"alert": "detect", "incident": "detect", "playbook": "contain", "event": "platform"}

@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any, BinaryIO
 
 import httpx
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from payguard.db.engine import Database
 from payguard.db.migrate import MIGRATIONS, upgrade
@@ -84,13 +85,30 @@ def _template() -> Path:
     return template
 
 
+class _SandboxSettings(Settings):
+    """The sandbox server's settings as the runner reads them: from the sandbox's own
+    environment only, never from the operator's PAYGUARD_* variables or .env file (the
+    server does not get those either: no Redis, no passphrase of the real platform)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
 def _settings_from_env(env: dict[str, str]) -> Settings:
     values: dict[str, Any] = {
         key.removeprefix("PAYGUARD_").lower(): value
         for key, value in env.items()
         if key.startswith("PAYGUARD_")
     }
-    return Settings(_env_file=None, **values)
+    return _SandboxSettings(**values)
 
 
 class Sandbox:

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from payguard.crypto.sealed import register_sealed
 from payguard.db.base import Base, BigIntPK, UTCDateTime
 
 
@@ -60,3 +61,7 @@ class DeliveryAttempt(Base):
     error: Mapped[str | None] = mapped_column(String(300))  # kind of failure, never an address
     duration_ms: Mapped[int] = mapped_column(Integer)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# Key rotation re-encrypts, and key retirement keeps the keys of, every registered column.
+register_sealed("notify_notifications", "body", "id")

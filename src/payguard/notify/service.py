@@ -23,7 +23,7 @@ from payguard.db.engine import Database
 from payguard.errors import NotFound, ValidationProblem
 from payguard.events import service as events
 from payguard.identity.models import StaffUser
-from payguard.identity.otp import OutboxSender, mask_destination
+from payguard.identity.otp import OUTBOX_OWNER, OutboxSender, mask_destination
 from payguard.notify import channels, templates
 from payguard.notify.models import DeliveryAttempt, Notification
 from payguard.notify.regulator import (
@@ -49,7 +49,9 @@ __all__ = [
 
 AUDIENCES = ("internal", "customer", "external")
 CHANNELS = ("outbox", "webhook", "smtp")
-PLATFORM_OWNER = "platform:notify"
+# Not a customer's message: sealed with the message outbox's key (rotated with
+# `payguard keys rotate --purpose outbox`), as identity's sent_messages are.
+PLATFORM_OWNER = OUTBOX_OWNER
 # While one process delivers a message, others leave it alone for this long.
 LEASE_SECONDS = 120
 
@@ -355,7 +357,10 @@ def dispatch_pending(db: Database, settings: Settings, *, limit: int = 100) -> i
         )
         if claimed is None:
             continue
-        outcome = _deliver(settings, claimed)
+        try:
+            outcome = _deliver(settings, claimed)
+        except Exception as error:  # an odd failure is an attempt too, not a stuck lease
+            outcome = channels.Outcome(False, error=type(error).__name__)
 
         def record(
             session: Session, claimed: _Claimed = claimed, outcome: channels.Outcome = outcome

@@ -60,7 +60,7 @@ def attack(ctx: DrillContext) -> None:
         for username, password in leaked_pairs(ctx):
             if step.call(bot.login, username, password) is not None:
                 sessions.append(username)
-                step.breach(f"a session for {username}")
+                step.breach(f"a session for {username}", what_zh=f"获得 {username} 的会话")
                 bot.token = None
             throttled = (
                 throttled + 1

@@ -42,7 +42,7 @@ HERDER_CARD = "6222020266660000"
 CASH_OUT = 195_000  # 1,950.00 of the 2,100.00 that came into the collection account
 DIRECT = 95_000  # mule_c: 950.00 of its 1,000.00
 RETRY = 10_000  # what is left available beside the held 1,950.00
-WAIT_SECONDS = 6.0  # how long the herder waits for the held cash-out before trying again
+WAIT_SECONDS = 12.0  # at most: the herder tries again as soon as the account shows frozen
 
 
 def setup(ctx: DrillContext) -> None:

@@ -65,14 +65,12 @@ def _bot_http(ctx: DrillContext) -> httpx.Client:
     host = urlsplit(ctx.base_url).hostname
     if host not in ("127.0.0.1", "localhost"):
         return ctx.http()  # a --target: the bot is this machine, whatever its address
-    made = httpx.Client(
+    return httpx.Client(
         base_url=ctx.base_url,
         timeout=10.0,
         transport=httpx.HTTPTransport(local_address=BOT_ADDRESS),
         limits=httpx.Limits(max_connections=CONNECTIONS),
     )
-    ctx._clients.append(made)
-    return made
 
 
 def _junk_payment(payee: str) -> dict[str, Any]:
@@ -144,9 +142,12 @@ def _summary(seen: dict[str, int]) -> str:
 
 def attack(ctx: DrillContext) -> None:
     bot, mule = ctx.actor("bot"), ctx.actor("mule")
-    http = _bot_http(ctx)
-    session_headers = {"Authorization": f"Bearer {bot.client.token}"}
+    with _bot_http(ctx) as http:
+        _play(ctx, http, bot.client.token or "", mule.wallet_id)
 
+
+def _play(ctx: DrillContext, http: httpx.Client, token: str, payee: str) -> None:
+    session_headers = {"Authorization": f"Bearer {token}"}
     with ctx.step(
         "session-flood",
         "Flood the payment API through one session",
@@ -156,7 +157,7 @@ def attack(ctx: DrillContext) -> None:
         detect_within_s=4,
         contain_within_s=4,
     ) as step:
-        seen = _flood(http, step, SESSION_FLOOD, session_headers, mule.wallet_id)
+        seen = _flood(http, step, SESSION_FLOOD, session_headers, payee)
         step.note(f"Replies to the flood: {_summary(seen)}.", f"洪泛请求的应答：{_summary(seen)}。")
         _legitimate_payment(ctx, step)
 
@@ -169,7 +170,7 @@ def attack(ctx: DrillContext) -> None:
         detect_within_s=5,
         contain_within_s=5,
     ) as step:
-        seen = _flood(http, step, ADDRESS_FLOOD, {}, mule.wallet_id)
+        seen = _flood(http, step, ADDRESS_FLOOD, {}, payee)
         step.note(f"Replies to the flood: {_summary(seen)}.", f"洪泛请求的应答：{_summary(seen)}。")
         _legitimate_payment(ctx, step)
 

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from payguard import clock
-from payguard.client.sdk import PayguardError
+from payguard.client.sdk import PayguardError, Payment
 from payguard.drills import controls
 from payguard.drills.context import DrillContext
 from payguard.drills.scenario import (
@@ -48,7 +48,7 @@ CASH_OUT = 2_500_000
 THIEF_CARD = "6222020277770000"
 RULE = "new-device-new-payee-large"
 # How long the thief refreshes the app, looking at the held payment, before trying again.
-REFRESH_SECONDS = 6.0
+REFRESH_SECONDS = 12.0
 
 
 def _publish_without_rule(session: Session) -> None:
@@ -90,6 +90,7 @@ def attack(ctx: DrillContext) -> None:
         return "sms", ctx.phone_code(victim.phone)
 
     thief.step_up_handler = intercepted_code
+    drained: Payment | None = None
 
     with ctx.step(
         "login",
