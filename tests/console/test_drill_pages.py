@@ -198,6 +198,21 @@ def test_drill_pages_show_scores_trend_steps_timeline_and_record(
     assert "No record files are on this server" in failed_page
     assert client.get(f"/console/drills/{ids.new_id('drill_run')}").status_code == 404
 
+    # A run that could not be played has no score, steps or timeline: the page says so.
+    broken_id = ids.new_id("drill_run")
+
+    def broken(session: Any) -> None:
+        drills.start_run(session, run_id=broken_id, scenario=SCENARIO, target="sandbox")
+        drills.fail_run(session, broken_id, "RuntimeError: the sandbox did not start")
+
+    services(client).db.transact(broken)
+    broken_page = client.get(f"/console/drills/{broken_id}")
+    assert broken_page.status_code == 200, broken_page.text
+    assert "could not be played: RuntimeError: the sandbox did not start" in broken_page.text
+    assert "No steps were recorded." in broken_page.text
+    assert "No timeline was recorded for this run." in broken_page.text
+    assert f'href="/console/drills/{broken_id}"' in client.get("/console/drills").text
+
 
 def test_evaluation_page_shows_indicators_against_thresholds(
     client: TestClient, settings: Settings, tmp_path: Path

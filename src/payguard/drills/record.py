@@ -277,24 +277,21 @@ def _participants(plan: dict[str, Any] | None, result: dict[str, Any], language:
             for item in plan["participants"]
         ]
     else:
-        staff = [
-            name
-            for name in result.get("actors", [])
-            if "_operations" in name or "_compliance" in name or "_responder" in name
-        ]
+        names = result.get("actors", [])
+        group = "演练工作组" if language == "zh-CN" else "drill working group"
+        on_duty = {
+            "commander": [name for name in names if name.endswith("_responder")],
+            "business_operations": [
+                name for name in names if name.endswith(("_operations", "_compliance"))
+            ],
+            "red_team": ["payguard drill runner"],
+            "scribe": ["payguard drill runner"],
+        }
         rows = []
         for item in DEFAULT_PARTICIPANTS:
             label, duty = item[language]
-            who = (
-                "payguard drill runner"
-                if item["role"] in ("red_team", "scribe")
-                else (
-                    ", ".join(staff)
-                    if item["role"] == "business_operations" and staff
-                    else ("演练工作组" if language == "zh-CN" else "drill working group")
-                )
-            )
-            rows.append([label, who, duty])
+            who = on_duty.get(str(item["role"])) or [group]
+            rows.append([label, ", ".join(who), duty])
     return Table(headers=headers, rows=rows, col_widths=[1.5, 2.5, 4.0])
 
 

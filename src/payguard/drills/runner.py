@@ -181,15 +181,9 @@ def _await_signals(
 ) -> tuple[list[scoring.StepScore], Records]:
     """Poll the platform's records until every attack step's signals are seen, or the
     scenario's settle time is over (incidents and playbooks come asynchronously)."""
-    limit = max(
-        [scenario.settle_seconds]
-        + [
-            min(step.detect_within_s, step.contain_within_s)
-            for step in context.steps
-            if step.detect
-        ]
-    )
-    deadline = time.monotonic() + min(limit, scenario.settle_seconds)
+    # Signals seen as alternatives (an incident besides a refusal) are waited for too,
+    # within the settle time: they belong in the record.
+    deadline = time.monotonic() + scenario.settle_seconds
     while True:
         records = observer.records()
         steps = [_score_step(observer, step, records) for step in context.steps]

@@ -123,7 +123,8 @@ def list_runs(
 
     Runs with controls switched off on purpose are included; ``disabled_controls`` says
     so, and the evaluation leaves them out of "attacks defended"."""
-    query = select(DrillRun).order_by(DrillRun.started_at, DrillRun.id).limit(limit)
+    # The newest ``limit`` runs, returned oldest first.
+    query = select(DrillRun).order_by(DrillRun.started_at.desc(), DrillRun.id.desc()).limit(limit)
     if not include_unfinished:
         query = query.where(DrillRun.status == "finished")
     if since is not None:
@@ -132,7 +133,7 @@ def list_runs(
         query = query.where(DrillRun.started_at < until)
     if scenario is not None:
         query = query.where(DrillRun.scenario == scenario)
-    return [_summary(run) for run in session.scalars(query)]
+    return [_summary(run) for run in reversed(list(session.scalars(query)))]
 
 
 def get_run(session: Session, run_id: str) -> DrillRunOut:

@@ -49,8 +49,7 @@ async def evaluate(
     service.parse_period(body.period)  # a bad period is a 400 before any work
 
     def work() -> EvaluationOut:
-        stamp = service.window(body.period, body.as_of)[1]
-        out = service.default_report_dir(svc.settings, stamp) if body.report else None
+        out = service.default_report_dir(svc.settings) if body.report else None
         return service.evaluate(
             svc.db,
             svc.settings,

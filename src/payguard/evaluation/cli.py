@@ -111,7 +111,7 @@ def evaluate(
     service.parse_period(period)
     report_dir = None
     if not no_report:
-        report_dir = out or service.default_report_dir(settings, service.window(period, day)[1])
+        report_dir = out or service.default_report_dir(settings)
     database = Database(settings.database_url)
     try:
         evaluation = service.evaluate(

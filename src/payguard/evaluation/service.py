@@ -326,9 +326,10 @@ def evaluate(
     return evaluation
 
 
-def default_report_dir(settings: Settings, evaluation_stamp: datetime) -> Path:
+def default_report_dir(settings: Settings) -> Path:
+    """<evaluation_reports_dir or var_dir/reports/evaluation>/<the time of the run>."""
     base = settings.evaluation_reports_dir or settings.var_dir / "reports" / "evaluation"
-    return Path(base) / evaluation_stamp.strftime("%Y%m%dT%H%M%SZ")
+    return Path(base) / clock.now().strftime("%Y%m%dT%H%M%SZ")
 
 
 # ----------------------------------------------------------------------- reading
