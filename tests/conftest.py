@@ -121,6 +121,9 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Set
         # Incident intake runs on demand in tests (intake.process_events); a background
         # thread would open incidents in other domains' tests (tests/incidents turn it on).
         "incident_intake_seconds": 0,
+        # Rate limits are tested on their own (tests/test_rate_limits.py) and in the
+        # request_flood drill; elsewhere a test's burst from one client must not get 429.
+        "rate_limit_enabled": False,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -167,6 +170,7 @@ def serve(settings: Settings, **extra_env: str) -> Iterator[str]:
         "PAYGUARD_OTP_SENDS_PER_HOUR": "1000",
         "PAYGUARD_LOGIN_DELAY_BASE_MS": "0",
         "PAYGUARD_RISK_TIME_BUDGET_MS": "2000",
+        "PAYGUARD_RATE_LIMIT_ENABLED": "false",  # as in make_settings
         # The test's keyring, so the test reads what the server sealed (and the server
         # never writes into the checkout's var/).
         "PAYGUARD_VAR_DIR": str(settings.var_dir),

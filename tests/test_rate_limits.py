@@ -24,6 +24,7 @@ from tests.factories import PASSWORD, register
 
 def limited_client(database_url: str, tmp_path: Path, **overrides: object) -> TestClient:
     values: dict[str, object] = {
+        "rate_limit_enabled": True,  # tests/conftest.py switches it off elsewhere
         "rate_limit_ip_per_second": 0.01,  # no refill within a test, however slow
         "rate_limit_ip_burst": 6,
         "rate_limit_session_per_second": 0.01,
@@ -82,6 +83,27 @@ def test_redis_buckets_are_shared_by_every_process(redis_url: str) -> None:
     assert waits[0] == 0.0 and waits[1] == 0.0
     assert 5 < waits[2] <= 10  # the third from either process waits for the refill
     assert waits[3] == 0.0
+
+
+@pytest.mark.redis
+def test_with_redis_two_app_processes_share_the_buckets(
+    database_url: str, tmp_path: Path, redis_url: str
+) -> None:
+    unique = uuid.uuid4().hex
+    shared = {
+        "redis_url": redis_url,
+        "rate_limit_redis_prefix": f"test:rate:{unique}:",
+        "risk_redis_prefix": f"test:risk:{unique}:",
+    }
+    with (
+        limited_client(database_url, tmp_path, **shared) as first,
+        limited_client(database_url, tmp_path, **shared) as second,
+    ):
+        codes = [
+            client.post("/v1/payments", json={}).status_code
+            for client in (first, second, first, second, first, second, first)
+        ]
+    assert codes == [401] * 6 + [429]  # one bucket of 6 for the address, whichever process
 
 
 # ---------------------------------------------------------------------- the middleware

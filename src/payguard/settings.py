@@ -204,8 +204,8 @@ class Settings(BaseSettings):
     rate_limit_enabled: bool = True
     rate_limit_ip_per_second: float = Field(default=50.0, gt=0)
     rate_limit_ip_burst: int = Field(default=200, ge=1)
-    rate_limit_session_per_second: float = Field(default=20.0, gt=0)
-    rate_limit_session_burst: int = Field(default=60, ge=1)
+    rate_limit_session_per_second: float = Field(default=10.0, gt=0)
+    rate_limit_session_burst: int = Field(default=30, ge=1)
     rate_limit_redis_prefix: str = "payguard:rate:"
     # One security.rate_limited event per limited key within this many seconds.
     rate_limit_event_seconds: float = Field(default=60.0, gt=0)
