@@ -202,8 +202,8 @@ class Settings(BaseSettings):
     # source IP and per session (docs/rate-limits.md); in-process, or in Redis when
     # PAYGUARD_REDIS_URL is set so that every server process shares them.
     rate_limit_enabled: bool = True
-    rate_limit_ip_per_second: float = Field(default=50.0, gt=0)
-    rate_limit_ip_burst: int = Field(default=200, ge=1)
+    rate_limit_ip_per_second: float = Field(default=20.0, gt=0)
+    rate_limit_ip_burst: int = Field(default=100, ge=1)
     rate_limit_session_per_second: float = Field(default=10.0, gt=0)
     rate_limit_session_burst: int = Field(default=30, ge=1)
     rate_limit_redis_prefix: str = "payguard:rate:"

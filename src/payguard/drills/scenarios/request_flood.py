@@ -13,7 +13,8 @@ Expected: the API's token buckets (payguard/rate_limits.py) refuse the flood wit
 per source address — and record ``security.rate_limited``; the legitimate customers
 paying during the flood from their own addresses are still served; no money moves.
 
-The flood is bounded (a few hundred requests, a few seconds) and in the sandbox it comes
+The flood is bounded (at most 600 and 1,500 requests, 8 seconds each, and it stops once
+it has been refused 25 times) and in the sandbox it comes
 from 127.0.0.2 (a second loopback address) to the sandbox server on 127.0.0.1, so that
 the bot and the customers have different source addresses, as on the internet.
 """
@@ -34,10 +35,11 @@ from payguard.drills import controls
 from payguard.drills.context import DrillContext, StepHandle
 from payguard.drills.scenario import Scenario, event, refused
 
-SESSION_FLOOD = 160  # requests through the bot's own session
-ADDRESS_FLOOD = 480  # requests without a session, from the bot's address
-CONNECTIONS = 4
-MAX_SECONDS = 6.0  # each flood stops after this long, whatever is left
+SESSION_FLOOD = 600  # at most this many requests through the bot's own session
+ADDRESS_FLOOD = 1500  # at most this many without a session, from the bot's address
+ENOUGH = 25  # a flood stops once this many of its requests were refused as rate-limited
+CONNECTIONS = 6
+MAX_SECONDS = 8.0  # and after this long, whatever is left
 BOT_ADDRESS = "127.0.0.2"
 
 controls.register(
@@ -86,14 +88,15 @@ def _junk_payment(payee: str) -> dict[str, Any]:
 def _flood(
     http: httpx.Client, step: StepHandle, count: int, headers: dict[str, str], payee: str
 ) -> dict[str, int]:
-    """Send ``count`` requests over a few connections, stopping after MAX_SECONDS."""
+    """Send up to ``count`` requests over a few connections, as fast as they go; stop
+    after MAX_SECONDS or once ENOUGH were refused as rate-limited."""
     deadline = time.monotonic() + MAX_SECONDS
     seen: dict[str, int] = {}
     recorded: set[str] = set()
     lock = threading.Lock()
 
     def one(_number: int) -> None:
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or seen.get("rate-limited", 0) >= ENOUGH:
             return
         try:
             reply = http.post(
