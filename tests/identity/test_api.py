@@ -24,6 +24,9 @@ PUBLIC_ROUTES = {
     ("POST", "/v1/staff/sessions"),
     ("POST", "/v1/sessions/refresh"),
     ("GET", "/v1/audit/public-key"),
+    # The signed-out password reset (identity/password_reset.py): a code, then the new one.
+    ("POST", "/v1/password-reset"),
+    ("POST", "/v1/password-reset/confirm"),
 }
 
 

@@ -110,8 +110,8 @@ def attack(ctx: DrillContext) -> None:
             event("controls.sessions_revoked"),
             playbook("revoke_sessions"),
         ],
-        detect_within_s=6,
-        contain_within_s=12,
+        detect_within_s=8,
+        contain_within_s=15,
     ) as step:
         total = 0
         for number in range(1, ROUNDS + 1):

@@ -25,7 +25,7 @@ from payguard.drills.context import DrillContext, StaffActor, StepHandle
 from payguard.drills.scenario import Scenario, event, incident, playbook, refused
 
 ADJUSTMENT = 250_000  # 2,500.00 CNY from a customer's wallet to the accomplice
-PERSIST_SECONDS = 10.0  # how long the insider keeps trying before giving up
+PERSIST_SECONDS = 15.0  # how long the insider keeps trying before giving up
 
 controls.register(
     controls.Control(
@@ -129,7 +129,7 @@ def attack(ctx: DrillContext) -> None:
             refused("not-authenticated"),
         ],
         detect_within_s=5,
-        contain_within_s=12,
+        contain_within_s=15,
     ) as step:
         _ask_and_self_approve(step, insider, "account.unfreeze", accomplice.wallet_id)
         deadline = time.monotonic() + PERSIST_SECONDS
