@@ -124,6 +124,12 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Set
         # Rate limits are tested on their own (tests/test_rate_limits.py) and in the
         # request_flood drill; elsewhere a test's burst from one client must not get 429.
         "rate_limit_enabled": False,
+        # So is the staff watch (tests/identity/test_staff_watch.py, the data_scraping and
+        # insider_abuse drills): a test probing every route with every role is refused on
+        # purpose, and must not have intake end its own staff sessions.
+        "staff_read_alert_records": 10**9,
+        "staff_read_block_records": 10**9,
+        "staff_refusal_alert_count": 10**9,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -171,6 +177,9 @@ def serve(settings: Settings, **extra_env: str) -> Iterator[str]:
         "PAYGUARD_LOGIN_DELAY_BASE_MS": "0",
         "PAYGUARD_RISK_TIME_BUDGET_MS": "2000",
         "PAYGUARD_RATE_LIMIT_ENABLED": "false",  # as in make_settings
+        "PAYGUARD_STAFF_READ_ALERT_RECORDS": str(10**9),
+        "PAYGUARD_STAFF_READ_BLOCK_RECORDS": str(10**9),
+        "PAYGUARD_STAFF_REFUSAL_ALERT_COUNT": str(10**9),
         # The test's keyring, so the test reads what the server sealed (and the server
         # never writes into the checkout's var/).
         "PAYGUARD_VAR_DIR": str(settings.var_dir),
