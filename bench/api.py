@@ -155,6 +155,9 @@ def server(url: str, workers: int, signed: bool) -> Iterator[str]:
         "PAYGUARD_ACCESS_LOG": "false",
         "PAYGUARD_LOG_LEVEL": "WARNING",
         "PAYGUARD_DATABASE_POOL_SIZE": "20",
+        # The load comes from one address and few sessions: the write rate limits
+        # (docs/rate-limits.md) would measure themselves, not the payment path.
+        "PAYGUARD_RATE_LIMIT_ENABLED": "false",
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "payguard", "serve", "--port", str(port), "--workers", str(workers)],

@@ -38,6 +38,9 @@ def simulate_in_process(
             argon2_time_cost=1,
             argon2_memory_kib=1024,
             argon2_parallelism=1,
+            # Hundreds of simulated phones share the one in-process address: the per-address
+            # write limit (docs/rate-limits.md) would refuse most of them.
+            rate_limit_enabled=False,
         )
         database = Database(url)
         try:
