@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from payguard import clock
@@ -72,6 +72,24 @@ def unpublished(session: Session, limit: int = 100) -> Sequence[OutboxEvent]:
         .limit(limit)
     )
     return session.scalars(query).all()
+
+
+def events_after(session: Session, after_id: int, limit: int) -> Sequence[OutboxEvent]:
+    """Up to ``limit`` outbox events with an id above ``after_id``, oldest first."""
+    query = select(OutboxEvent).where(OutboxEvent.id > after_id).order_by(OutboxEvent.id)
+    return session.scalars(query.limit(limit)).all()
+
+
+def any_after(session: Session, after_id: int) -> bool:
+    """Whether any outbox event has an id above ``after_id``."""
+    query = select(OutboxEvent.id).where(OutboxEvent.id > after_id).limit(1)
+    return session.scalar(query) is not None
+
+
+def count_after(session: Session, after_id: int) -> int:
+    """How many outbox events have an id above ``after_id``."""
+    query = select(func.count(OutboxEvent.id)).where(OutboxEvent.id > after_id)
+    return session.scalar(query) or 0
 
 
 def mark_published(session: Session, event_ids: Sequence[int]) -> None:

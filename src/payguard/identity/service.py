@@ -265,6 +265,17 @@ def staff_by_totp(session: Session, settings: Settings, username: str, code: str
     return Principal(kind="staff", subject_id=staff.id, session_id="cli", role=staff.role)
 
 
+def staff_exists(session: Session, staff_id: str) -> bool:
+    """Whether a staff member with this id exists."""
+    return session.get(StaffUser, staff_id) is not None
+
+
+def staff_role(session: Session, staff_id: str) -> str | None:
+    """The role of the staff member with this id, or ``None`` when there is none."""
+    staff = session.get(StaffUser, staff_id)
+    return staff.role if staff is not None else None
+
+
 def staff_names(session: Session) -> dict[str, str]:
     """Staff id → username, for screens that show who asked and who decided."""
     rows = session.execute(select(StaffUser.id, StaffUser.username))

@@ -36,12 +36,12 @@ from payguard.crypto.envelope import envelope_for
 from payguard.errors import Conflict, NotFound, ValidationProblem
 from payguard.events import service as events
 from payguard.identity import devices, password_reset, sessions, stepup_segments
-from payguard.identity.models import Device, StaffUser
+from payguard.identity import service as identity
 from payguard.identity.permissions import Permission
 from payguard.ledger import service as ledger
 from payguard.ledger.models import AccountStatus, SystemAccount
 from payguard.payments import channels
-from payguard.payments.models import Merchant
+from payguard.payments import service as payments
 from payguard.risk import lists
 from payguard.settings import Settings
 
@@ -195,11 +195,9 @@ class SubjectParams(_Params):
 
 
 def _check_subject(session: Session, p: SubjectParams) -> None:
-    if p.subject == "staff" and session.get(StaffUser, p.id) is None:
+    if p.subject == "staff" and not identity.staff_exists(session, p.id):
         raise NotFound(f"no staff member '{p.id}'")
     if p.subject == "customer":
-        from payguard.identity import service as identity
-
         identity.get_customer(session, p.id)
 
 
@@ -285,7 +283,7 @@ def _refresh_lists(session: Session, ctx: StepContext) -> None:
 
 
 def _block_device(session: Session, ctx: StepContext, p: BlockDeviceParams) -> dict[str, Any]:
-    device = session.get(Device, p.device_id)
+    device = devices.find_device(session, p.device_id)
     if device is None:
         raise NotFound(f"no device '{p.device_id}'")
     devices.revoke(session, ctx.env.settings, device.customer_id, device.id, actor=ctx.actor)
@@ -384,7 +382,7 @@ class MerchantParams(_Params):
 
 def _secure_funds(session: Session, ctx: StepContext, p: MerchantParams) -> dict[str, Any]:
     """Move the merchant's available balance to SUSPENSE (seed 002 "funds secured")."""
-    merchant = session.get(Merchant, p.merchant_id)
+    merchant = payments.find_merchant(session, p.merchant_id)
     if merchant is None:
         raise NotFound(f"no merchant '{p.merchant_id}'")
     balance = ledger.get_balance(session, merchant.account_id)

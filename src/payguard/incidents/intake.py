@@ -27,14 +27,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from payguard import clock
 from payguard.clock import as_utc
 from payguard.db.engine import Database
 from payguard.errors import ProblemError, ValidationProblem
-from payguard.events.models import OutboxEvent
+from payguard.events import service as events
 from payguard.incidents import grading
 from payguard.incidents import service as incidents
 from payguard.incidents.models import (
@@ -48,6 +48,7 @@ from payguard.observability import get_logger
 from payguard.settings import Settings
 
 if TYPE_CHECKING:
+    from payguard.events.models import OutboxEvent
     from payguard.web import Services
 
 log = get_logger("payguard.incidents.intake")
@@ -278,7 +279,7 @@ def process_events(
     with db.read() as session:
         # A read first: an idle platform costs no write transaction every few seconds.
         after = cursor_position(session)
-        if session.scalar(select(OutboxEvent.id).where(OutboxEvent.id > after).limit(1)) is None:
+        if not events.any_after(session, after):
             return 0
     total = 0
     for _ in range(max_batches):
@@ -316,11 +317,7 @@ def _process_batch(
     batch: int,
 ) -> int:
     after = _claim_cursor(session)
-    rows = list(
-        session.scalars(
-            select(OutboxEvent).where(OutboxEvent.id > after).order_by(OutboxEvent.id).limit(batch)
-        )
-    )
+    rows = list(events.events_after(session, after, batch))
     last = after
     handled = 0
     settle_before = clock.now() - timedelta(seconds=SETTLE_SECONDS)
@@ -869,6 +866,4 @@ def cursor_position(session: Session) -> int:
 
 def pending_events(session: Session) -> int:
     after = cursor_position(session)
-    return int(
-        session.scalar(select(func.count(OutboxEvent.id)).where(OutboxEvent.id > after)) or 0
-    )
+    return int(events.count_after(session, after))

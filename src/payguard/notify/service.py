@@ -22,7 +22,6 @@ from payguard.crypto.envelope import envelope_for
 from payguard.db.engine import Database
 from payguard.errors import NotFound, ValidationProblem
 from payguard.events import service as events
-from payguard.identity.models import StaffUser
 from payguard.identity.otp import OUTBOX_OWNER, OutboxSender, mask_destination
 from payguard.notify import channels, templates
 from payguard.notify.models import DeliveryAttempt, Notification
@@ -115,7 +114,7 @@ def _recipient(
         raise ValidationProblem(f"to_customer_id is only for the customer audience ({audience})")
     if audience == "internal":
         if to_staff_id:
-            if session.get(StaffUser, to_staff_id) is None:
+            if not staff_exists(session, to_staff_id):
                 raise NotFound(f"no staff member '{to_staff_id}'")
             # Staff have no contact on file: they read it here, or the internal channel
             # (webhook, team mailbox) carries it with their id.

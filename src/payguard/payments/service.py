@@ -1231,6 +1231,11 @@ def list_merchants(session: Session, limit: int = 100) -> list[MerchantOut]:
     return [_merchant_out(merchant) for merchant in session.scalars(query)]
 
 
+def find_merchant(session: Session, merchant_id: str) -> Merchant | None:
+    """The merchant with this id, or ``None``."""
+    return session.get(Merchant, merchant_id)
+
+
 def _merchant_out(merchant: Merchant) -> MerchantOut:
     return MerchantOut(
         id=merchant.id,

@@ -25,7 +25,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from payguard import clock
 from payguard.client.sdk import PayguardError, Payment
 from payguard.drills import controls
 from payguard.drills.context import DrillContext
@@ -40,7 +39,6 @@ from payguard.drills.scenario import (
     refused,
 )
 from payguard.risk import rules
-from payguard.risk.models import RuleSet
 
 VICTIM_BALANCE = 3_000_000  # 30,000.00 CNY
 DRAIN = 2_900_000
@@ -54,10 +52,7 @@ REFRESH_SECONDS = 12.0
 def _publish_without_rule(session: Session) -> None:
     """Put the built-in pack in force without the new-device/new-payee rule."""
     kept = [item for item in rules.builtin_ruleset().definitions if item.id != RULE]
-    record = rules.save_draft(session, kept, note=f"drill: {RULE} switched off", by="drill")
-    record.status, record.published_at = rules.PUBLISHED, clock.now()
-    session.flush()
-    assert isinstance(record, RuleSet)
+    rules.force_publish(session, kept, note=f"drill: {RULE} switched off", by="drill")
 
 
 controls.register(
