@@ -18,18 +18,20 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
 from payguard.app import create_app
 from payguard.db.engine import Database
 from payguard.db.migrate import upgrade
 from payguard.db.registry import metadata
+from payguard.events.models import OutboxEvent
 from payguard.settings import Settings
 
 REQUIRE_SERVICES = os.environ.get("PAYGUARD_REQUIRE_SERVICES") == "1"
@@ -133,6 +135,23 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Set
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def app_client(
+    database_url: str, tmp_path: Path, defaults: dict[str, object], **overrides: object
+) -> TestClient:
+    """A client of an app with ``defaults`` (then ``overrides``) over the test settings."""
+    values = {**defaults, **overrides}
+    return TestClient(create_app(make_settings(database_url, tmp_path, **values)))
+
+
+def outbox_payloads(db: Database, topic: str) -> list[dict[str, Any]]:
+    """The payloads of the outbox events on ``topic``, oldest first."""
+    with db.read() as session:
+        rows = session.scalars(
+            select(OutboxEvent).where(OutboxEvent.topic == topic).order_by(OutboxEvent.id)
+        ).all()
+        return [dict(row.payload) for row in rows]
 
 
 @pytest.fixture

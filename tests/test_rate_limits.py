@@ -13,25 +13,23 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from payguard.app import create_app
 from payguard.audit.models import AuditRecord
-from payguard.events.models import OutboxEvent
 from payguard.rate_limits import Limit, LocalBuckets, RedisBuckets
 from payguard.settings import Settings
-from tests.conftest import make_settings
+from tests.conftest import app_client, outbox_payloads
 from tests.factories import PASSWORD, register
+
+LIMITED: dict[str, object] = {
+    "rate_limit_enabled": True,  # tests/conftest.py switches it off elsewhere
+    "rate_limit_ip_per_second": 0.01,  # no refill within a test, however slow
+    "rate_limit_ip_burst": 6,
+    "rate_limit_session_per_second": 0.01,
+    "rate_limit_session_burst": 3,
+}
 
 
 def limited_client(database_url: str, tmp_path: Path, **overrides: object) -> TestClient:
-    values: dict[str, object] = {
-        "rate_limit_enabled": True,  # tests/conftest.py switches it off elsewhere
-        "rate_limit_ip_per_second": 0.01,  # no refill within a test, however slow
-        "rate_limit_ip_burst": 6,
-        "rate_limit_session_per_second": 0.01,
-        "rate_limit_session_burst": 3,
-        **overrides,
-    }
-    return TestClient(create_app(make_settings(database_url, tmp_path, **values)))
+    return app_client(database_url, tmp_path, LIMITED, **overrides)
 
 
 @pytest.fixture
@@ -41,10 +39,7 @@ def limited(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
 
 
 def topics(client: TestClient, topic: str) -> list[dict[str, object]]:
-    services = client.app.state.services  # type: ignore[attr-defined]
-    with services.db.read() as session:
-        rows = session.scalars(select(OutboxEvent).where(OutboxEvent.topic == topic)).all()
-        return [dict(row.payload) for row in rows]
+    return outbox_payloads(client.app.state.services.db, topic)  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------- the buckets

@@ -16,7 +16,6 @@ platform records ``security.rate_limited`` (audited), which incident intake can 
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 import time
@@ -24,17 +23,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from payguard.errors import ProblemError
+from payguard.middleware_common import bearer_token, send_too_many, token_digest
 from payguard.observability import get_logger
 from payguard.settings import Settings
 
 log = get_logger("payguard.rate_limits")
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-PROBLEM_JSON = "application/problem+json"
 # Beyond this many remembered keys the in-process store forgets the full buckets.
 MAX_LOCAL_KEYS = 50_000
 
@@ -114,19 +112,6 @@ class RedisBuckets:
         return float(reply.decode() if isinstance(reply, bytes) else reply)
 
 
-def _bearer(scope: Scope) -> str | None:
-    for name, value in scope.get("headers") or ():
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return str(token).strip()
-    return None
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()[:32]
-
-
 class RateLimits:
     """ASGI middleware: refuse write requests over their session's or address's rate."""
 
@@ -157,8 +142,8 @@ class RateLimits:
             return
         client = scope.get("client")
         ip = str(client[0]) if client else "unknown"
-        token = _bearer(scope)
-        checks = [("session", _digest(token), self.session_limit)] if token else []
+        token = bearer_token(scope)
+        checks = [("session", token_digest(token), self.session_limit)] if token else []
         checks.append(("ip", ip, self.ip_limit))
         for kind, key, limit in checks:
             try:
@@ -188,19 +173,7 @@ class RateLimits:
             retry_after_seconds=retry_after,
             limit_scope=kind,
         )
-        body = orjson.dumps(problem.to_problem(instance=scope.get("path")))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 429,
-                "headers": [
-                    (b"content-type", PROBLEM_JSON.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", str(retry_after).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_too_many(scope, send, problem, retry_after)
         if self._event_due(f"{kind}:{key}"):
             await anyio.to_thread.run_sync(self._record, scope, kind, ip, token, retry_after)
 

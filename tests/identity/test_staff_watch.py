@@ -14,25 +14,23 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from payguard.app import create_app
 from payguard.audit.models import AuditRecord
-from payguard.events.models import OutboxEvent
 from payguard.identity.staff_watch import read_weight
 from payguard.incidents import intake
 from payguard.incidents.models import Incident
 from payguard.risk.models import RiskAlert
-from tests.conftest import make_settings
+from tests.conftest import app_client, outbox_payloads
 from tests.factories import register, staff_token
+
+WATCHED: dict[str, object] = {
+    "staff_read_alert_records": 300,
+    "staff_read_block_records": 700,
+    "staff_refusal_alert_count": 3,
+}
 
 
 def watched(database_url: str, tmp_path: Path, **overrides: object) -> TestClient:
-    values: dict[str, object] = {
-        "staff_read_alert_records": 300,
-        "staff_read_block_records": 700,
-        "staff_refusal_alert_count": 3,
-        **overrides,
-    }
-    return TestClient(create_app(make_settings(database_url, tmp_path, **values)))
+    return app_client(database_url, tmp_path, WATCHED, **overrides)
 
 
 @pytest.fixture
@@ -50,12 +48,7 @@ def staff(client: TestClient, role: str) -> tuple[str, dict[str, str]]:
 
 
 def events(client: TestClient, topic: str) -> list[dict[str, Any]]:
-    services = client.app.state.services  # type: ignore[attr-defined]
-    with services.db.read() as session:
-        rows = session.scalars(
-            select(OutboxEvent).where(OutboxEvent.topic == topic).order_by(OutboxEvent.id)
-        ).all()
-        return [dict(row.payload) for row in rows]
+    return outbox_payloads(client.app.state.services.db, topic)  # type: ignore[attr-defined]
 
 
 def alerts(client: TestClient, kind: str) -> list[RiskAlert]:

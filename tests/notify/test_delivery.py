@@ -17,13 +17,13 @@ from sqlalchemy import select, text
 
 from payguard import clock
 from payguard.db.engine import Database
-from payguard.events.models import OutboxEvent
 from payguard.identity import notifications as identity_notifications
 from payguard.identity import service as identity
 from payguard.notify import service as notify
 from payguard.notify.models import DeliveryAttempt, Notification
+from payguard.notify.schemas import NotificationOut
 from payguard.settings import Settings
-from tests.conftest import make_settings
+from tests.conftest import make_settings, outbox_payloads
 
 from .receivers import smtp_sink, webhook_receiver
 
@@ -69,10 +69,13 @@ def _customer(
     return str(customer.id)
 
 
+def send_one(db: Database, settings: Settings, **fields: Any) -> NotificationOut:
+    """``notify.send`` in a transaction of its own."""
+    return db.transact(lambda s: notify.send(s, settings, **fields))
+
+
 def _events(db: Database, topic: str) -> list[dict[str, Any]]:
-    with db.read() as session:
-        rows = session.scalars(select(OutboxEvent).where(OutboxEvent.topic == topic)).all()
-        return [dict(row.payload) for row in rows]
+    return outbox_payloads(db, topic)
 
 
 def _attempts(db: Database, notification_id: str) -> list[DeliveryAttempt]:
@@ -96,22 +99,20 @@ def _row(db: Database, notification_id: str) -> Notification:
 
 def test_outbox_is_the_default_and_delivers_at_once(settings: Settings, db: Database) -> None:
     staff_id = _staff(db, settings)
-    out = db.transact(
-        lambda s: notify.send(
-            s,
-            settings,
-            audience="internal",
-            template="incident_role_assigned",
-            language=None,
-            context={
-                "title": "Payout burst",
-                "grade": "III",
-                "status": "reported",
-                "role": "commander",
-            },
-            to_staff_id=staff_id,
-            incident_id="inc_test",
-        )
+    out = send_one(
+        db,
+        settings,
+        audience="internal",
+        template="incident_role_assigned",
+        language=None,
+        context={
+            "title": "Payout burst",
+            "grade": "III",
+            "status": "reported",
+            "role": "commander",
+        },
+        to_staff_id=staff_id,
+        incident_id="inc_test",
     )
     assert (out.channel, out.status, out.attempts, out.language) == ("outbox", "sent", 1, "zh-CN")
     assert out.recipient_kind == "staff" and out.recipient_ref == staff_id
@@ -141,17 +142,15 @@ def test_webhook_reaches_the_receiver_with_a_valid_signature(
         settings = _settings(database_url, tmp_path, notify_webhook_url=receiver.url)
         db = Database(settings.database_url)
         try:
-            out = db.transact(
-                lambda s: notify.send(
-                    s,
-                    settings,
-                    audience="internal",
-                    template="channel_suspended",
-                    language="en",
-                    context={"scope": "withdrawals", "reason": "leaked password"},
-                    channel="webhook",
-                    incident_id="inc_42",
-                )
+            out = send_one(
+                db,
+                settings,
+                audience="internal",
+                template="channel_suspended",
+                language="en",
+                context={"scope": "withdrawals", "reason": "leaked password"},
+                channel="webhook",
+                incident_id="inc_42",
             )
             assert out.status == "queued" and receiver.requests == []  # after commit only
             assert notify.dispatch_pending(db, settings) == 1
@@ -196,17 +195,15 @@ def test_a_failing_receiver_is_retried_with_back_off_then_marked_failed(
         )
         db = Database(settings.database_url)
         try:
-            out = db.transact(
-                lambda s: notify.send(
-                    s,
-                    settings,
-                    audience="external",
-                    template="notify_test",
-                    language="en",
-                    context={},
-                    channel="webhook",
-                    incident_id="inc_9",
-                )
+            out = send_one(
+                db,
+                settings,
+                audience="external",
+                template="notify_test",
+                language="en",
+                context={},
+                channel="webhook",
+                incident_id="inc_9",
             )
             assert notify.dispatch_pending(db, settings) == 0
             first = _row(db, out.id)
@@ -262,16 +259,14 @@ def test_a_receiver_that_recovers_gets_the_message_on_the_next_attempt(
         )
         db = Database(settings.database_url)
         try:
-            out = db.transact(
-                lambda s: notify.send(
-                    s,
-                    settings,
-                    audience="internal",
-                    template="notify_test",
-                    language="zh-CN",
-                    context={},
-                    channel="webhook",
-                )
+            out = send_one(
+                db,
+                settings,
+                audience="internal",
+                template="notify_test",
+                language="zh-CN",
+                context={},
+                channel="webhook",
             )
             assert notify.dispatch_pending(db, settings) == 0
             frozen.advance(timedelta(seconds=10))
@@ -292,16 +287,14 @@ def test_an_unreachable_webhook_is_an_attempt_not_a_crash(
     settings = _settings(database_url, tmp_path, notify_webhook_url=dead)
     db = Database(settings.database_url)
     try:
-        out = db.transact(
-            lambda s: notify.send(
-                s,
-                settings,
-                audience="internal",
-                template="notify_test",
-                language="en",
-                context={},
-                channel="webhook",
-            )
+        out = send_one(
+            db,
+            settings,
+            audience="internal",
+            template="notify_test",
+            language="en",
+            context={},
+            channel="webhook",
         )
         assert notify.dispatch_pending(db, settings) == 0
         row = _row(db, out.id)
@@ -325,35 +318,31 @@ def test_smtp_reaches_the_sink_for_staff_and_customers(database_url: str, tmp_pa
             customer_id = _customer(
                 db, settings, email="li.lei@example.com", phone=None, name="lilei"
             )
-            internal = db.transact(
-                lambda s: notify.send(
-                    s,
-                    settings,
-                    audience="internal",
-                    template="incident_status_changed",
-                    language="zh-CN",
-                    to_staff_id=staff_id,
-                    channel="smtp",
-                    incident_id="inc_7",
-                    context={
-                        "title": "商户平台异常交易",
-                        "grade": "II",
-                        "status": "contained",
-                        "from_status": "confirmed",
-                    },
-                )
+            internal = send_one(
+                db,
+                settings,
+                audience="internal",
+                template="incident_status_changed",
+                language="zh-CN",
+                to_staff_id=staff_id,
+                channel="smtp",
+                incident_id="inc_7",
+                context={
+                    "title": "商户平台异常交易",
+                    "grade": "II",
+                    "status": "contained",
+                    "from_status": "confirmed",
+                },
             )
-            customer = db.transact(
-                lambda s: notify.send(
-                    s,
-                    settings,
-                    audience="customer",
-                    template="account_frozen",
-                    language="en",
-                    to_customer_id=customer_id,
-                    channel="smtp",
-                    context={"account_id": "acc_9"},
-                )
+            customer = send_one(
+                db,
+                settings,
+                audience="customer",
+                template="account_frozen",
+                language="en",
+                to_customer_id=customer_id,
+                channel="smtp",
+                context={"account_id": "acc_9"},
             )
             assert mails == []  # queued until dispatch
             assert notify.dispatch_pending(db, settings) == 2
@@ -387,17 +376,15 @@ def test_no_personal_data_is_stored_in_clear(database_url: str, tmp_path: Path) 
                 (by_phone, "smtp"),
                 (by_phone, "outbox"),
             ):
-                db.transact(
-                    lambda s, c=customer_id, ch=channel: notify.send(
-                        s,
-                        settings,
-                        audience="customer",
-                        template="new_device",
-                        language="en",
-                        to_customer_id=c,
-                        channel=ch,
-                        context={"device_name": "Pixel 9", "at": "09:15"},
-                    )
+                send_one(
+                    db,
+                    settings,
+                    audience="customer",
+                    template="new_device",
+                    language="en",
+                    to_customer_id=customer_id,
+                    channel=channel,
+                    context={"device_name": "Pixel 9", "at": "09:15"},
                 )
             notify.dispatch_pending(db, settings)
             with db.read() as session:
@@ -431,7 +418,7 @@ def test_bad_requests_are_refused_clearly(settings: Settings, db: Database) -> N
             "language": "en",
             "context": {},
         }
-        return db.transact(lambda s: notify.send(s, settings, **(base | kwargs)))
+        return send_one(db, settings, **(base | kwargs))
 
     with pytest.raises(ValidationProblem, match="PAYGUARD_NOTIFY_WEBHOOK_URL"):
         send(channel="webhook")
@@ -455,16 +442,14 @@ def test_sealed_bodies_survive_key_rotation_and_shredding_erases_them(
 
     customer_id = _customer(db, settings, email=None, phone="+8613900139000", name="wangwu")
     internal = _send_simple(db, settings)
-    to_customer = db.transact(
-        lambda s: notify.send(
-            s,
-            settings,
-            audience="customer",
-            template="password_reset_required",
-            language="en",
-            to_customer_id=customer_id,
-            context={},
-        )
+    to_customer = send_one(
+        db,
+        settings,
+        audience="customer",
+        template="password_reset_required",
+        language="en",
+        to_customer_id=customer_id,
+        context={},
     )
     envelope = envelope_for(settings)
     db.transact(lambda s: rotation.rotate_data_keys(s, envelope, "outbox"))
@@ -481,14 +466,12 @@ def test_sealed_bodies_survive_key_rotation_and_shredding_erases_them(
 
 
 def _send_simple(db: Database, settings: Settings) -> str:
-    out = db.transact(
-        lambda s: notify.send(
-            s,
-            settings,
-            audience="internal",
-            template="notify_test",
-            language="en",
-            context={"note": "api"},
-        )
+    out = send_one(
+        db,
+        settings,
+        audience="internal",
+        template="notify_test",
+        language="en",
+        context={"note": "api"},
     )
     return out.id

@@ -55,6 +55,28 @@ def nice_step(raw: float) -> int:
         step *= 10
 
 
+def _count_grid(peak: int, top: float, bottom: float) -> tuple[int, list[GridLine]]:
+    """The top of a count scale (four nice steps at least ``peak``) and its five grid lines."""
+    step = nice_step(peak / 4) if peak else 1
+    plot_height = bottom - top
+    grid = [
+        GridLine(y=round(bottom - plot_height * tick / 4, 1), label=str(step * tick))
+        for tick in range(5)
+    ]
+    return step * 4, grid
+
+
+def _slot_labels(
+    texts: list[str], left: float, slot: float, y: float, every: int
+) -> list[AxisLabel]:
+    """Labels under every ``every``-th slot (and the last), centred in their slot."""
+    return [
+        AxisLabel(x=round(left + index * slot + slot / 2, 1), y=y, text=text)
+        for index, text in enumerate(texts)
+        if index % every == 0 or index == len(texts) - 1
+    ]
+
+
 def hourly_bar_chart(
     hours: list[datetime],
     counts: dict[datetime, int],
@@ -67,13 +89,11 @@ def hourly_bar_chart(
     left, right, top, bottom = 44.0, float(width - 8), 12.0, float(height - 26)
     values = [counts.get(hour, 0) for hour in hours]
     peak = max(values, default=0)
-    step = nice_step(peak / 4) if peak else 1
-    scale_top = step * 4
+    scale_top, grid = _count_grid(peak, top, bottom)
     plot_height = bottom - top
     slot = (right - left) / max(len(hours), 1)
     bar_width = slot * 0.72
     bars: list[Bar] = []
-    x_labels: list[AxisLabel] = []
     for index, (hour, value) in enumerate(zip(hours, values, strict=True)):
         bar_height = plot_height * value / scale_top
         x = left + index * slot + (slot - bar_width) / 2
@@ -88,16 +108,9 @@ def hourly_bar_chart(
                 label=f"{hour:%H}:00–{(hour.hour + 1) % 24:02d}:00 UTC: {value} {noun}",
             )
         )
-        if index % label_every == 0 or index == len(hours) - 1:
-            x_labels.append(
-                AxisLabel(
-                    x=round(left + index * slot + slot / 2, 1), y=bottom + 16, text=f"{hour:%H}:00"
-                )
-            )
-    grid = [
-        GridLine(y=round(bottom - plot_height * tick / 4, 1), label=str(step * tick))
-        for tick in range(5)
-    ]
+    x_labels = _slot_labels(
+        [f"{hour:%H}:00" for hour in hours], left, slot, bottom + 16, label_every
+    )
     total = sum(values)
     first = hours[0] if hours else None
     description = (
@@ -167,13 +180,11 @@ def daily_stacked_chart(
     left, right, top, bottom = 44.0, float(width - 8), 12.0, float(height - 26)
     day_totals = [sum(counts.get((day, name), 0) for name in series) for day in days]
     peak = max(day_totals, default=0)
-    step = nice_step(peak / 4) if peak else 1
-    scale_top = step * 4
+    scale_top, grid = _count_grid(peak, top, bottom)
     plot_height = bottom - top
     slot = (right - left) / max(len(days), 1)
     bar_width = slot * 0.72
     segments: list[Segment] = []
-    x_labels: list[AxisLabel] = []
     for index, day in enumerate(days):
         x = round(left + index * slot + (slot - bar_width) / 2, 1)
         base = bottom
@@ -193,16 +204,7 @@ def daily_stacked_chart(
                         label=f"{day:%Y-%m-%d}: {value} {name}",
                     )
                 )
-        if index % label_every == 0 or index == len(days) - 1:
-            x_labels.append(
-                AxisLabel(
-                    x=round(left + index * slot + slot / 2, 1), y=bottom + 16, text=f"{day:%m-%d}"
-                )
-            )
-    grid = [
-        GridLine(y=round(bottom - plot_height * tick / 4, 1), label=str(step * tick))
-        for tick in range(5)
-    ]
+    x_labels = _slot_labels([f"{day:%m-%d}" for day in days], left, slot, bottom + 16, label_every)
     series_totals = {name: sum(counts.get((day, name), 0) for day in days) for name in series}
     total = sum(day_totals)
     parts = ", ".join(f"{series_totals[name]} {name}" for name in series)
@@ -374,6 +376,46 @@ def _tick_text(moment: datetime, step: int, span_days: bool) -> str:
     )
 
 
+@dataclass(frozen=True)
+class _TimeAxis:
+    """A time axis from ``left`` to ``right`` over ``moments``, padded at both ends."""
+
+    left: float
+    right: float
+    start: datetime | None  # the earliest moment
+    end: datetime | None  # the latest
+    axis_start: float  # epoch seconds at ``left``
+    axis_span: float  # seconds from ``left`` to ``right``
+
+    @classmethod
+    def over(cls, moments: list[datetime], left: float, right: float, min_pad: float) -> _TimeAxis:
+        start = min(moments) if moments else None
+        end = max(moments) if moments else None
+        span = (end - start).total_seconds() if start and end else 0.0
+        pad = max(span * 0.04, min_pad)  # a little room left and right
+        axis_start = start.timestamp() - pad if start else 0.0
+        return cls(left, right, start, end, axis_start, span + 2 * pad)
+
+    def x_of(self, moment: datetime) -> float:
+        offset = moment.timestamp() - self.axis_start
+        return round(self.left + (self.right - self.left) * offset / self.axis_span, 1)
+
+    def ticks(self) -> list[TimeTick]:
+        """Ticks at round moments (:func:`_time_step`), none on an empty axis."""
+        ticks: list[TimeTick] = []
+        if self.start is None:
+            return ticks
+        step = _time_step(self.axis_span)
+        first = (int(self.axis_start) // step + 1) * step
+        span_days = self.start.date() != (self.end or self.start).date()
+        moment_s = float(first)
+        while moment_s <= self.axis_start + self.axis_span:
+            moment = datetime.fromtimestamp(moment_s, tz=self.start.tzinfo)
+            ticks.append(TimeTick(x=self.x_of(moment), text=_tick_text(moment, step, span_days)))
+            moment_s += step
+        return ticks
+
+
 def timeline_chart(
     points: list[tuple[datetime, str, str]],
     lanes: list[str],
@@ -392,17 +434,9 @@ def timeline_chart(
     bottom = top + lane_height * max(len(lanes), 1)
     rows = {name: index for index, name in enumerate(lanes)}
     last_row = max(len(lanes) - 1, 0)
-    moments = [at for at, _, _ in points]
-    start = min(moments) if moments else None
-    end = max(moments) if moments else None
-    span = (end - start).total_seconds() if start and end else 0.0
-    pad = max(span * 0.04, 1.0)  # a little room left and right; one second at least
-    axis_start = start.timestamp() - pad if start else 0.0
-    axis_span = span + 2 * pad
-
-    def x_of(moment: datetime) -> float:
-        return round(left + (right - left) * (moment.timestamp() - axis_start) / axis_span, 1)
-
+    # a little room left and right; one second at least
+    axis = _TimeAxis.over([at for at, _, _ in points], left, right, min_pad=1.0)
+    start, end, x_of = axis.start, axis.end, axis.x_of
     dots: list[TimelineDot] = []
     counts = dict.fromkeys(lanes, 0)
     last_x: dict[int, tuple[float, int]] = {}  # row -> (x of the cluster, dots in it)
@@ -430,16 +464,7 @@ def timeline_chart(
                 label=f"{at:%Y-%m-%d %H:%M:%S} UTC · {name}: {text}",
             )
         )
-    ticks: list[TimeTick] = []
-    if start is not None:
-        step = _time_step(axis_span)
-        first = (int(axis_start) // step + 1) * step
-        span_days = start.date() != (end or start).date()
-        moment_s = float(first)
-        while moment_s <= axis_start + axis_span:
-            moment = datetime.fromtimestamp(moment_s, tz=start.tzinfo)
-            ticks.append(TimeTick(x=x_of(moment), text=_tick_text(moment, step, span_days)))
-            moment_s += step
+    ticks = axis.ticks()
     lane_rows = [
         TimelineLane(
             name=name, y=round(top + lane_height * index + lane_height / 2, 1), count=counts[name]
@@ -515,15 +540,8 @@ def trend_chart(
     """One line per series of (at, value, good) over a shared time axis, values 0..y_max."""
     left, right, top, bottom = 44.0, float(width - 16), 12.0, float(height - 26)
     moments = [at for values in series.values() for at, _, _ in values]
-    start = min(moments) if moments else None
-    end = max(moments) if moments else None
-    span = (end - start).total_seconds() if start and end else 0.0
-    pad = max(span * 0.04, 60.0)
-    axis_start = start.timestamp() - pad if start else 0.0
-    axis_span = span + 2 * pad
-
-    def x_of(moment: datetime) -> float:
-        return round(left + (right - left) * (moment.timestamp() - axis_start) / axis_span, 1)
+    axis = _TimeAxis.over(moments, left, right, min_pad=60.0)
+    start, end, x_of = axis.start, axis.end, axis.x_of
 
     def y_of(value: float) -> float:
         share = min(max(value / y_max, 0.0), 1.0) if y_max else 0.0
@@ -552,16 +570,7 @@ def trend_chart(
             )
         )
     grid = [GridLine(y=y_of(y_max * tick / 4), label=f"{y_max * tick / 4:g}") for tick in range(5)]
-    ticks: list[TimeTick] = []
-    if start is not None:
-        step = _time_step(axis_span)
-        first = (int(axis_start) // step + 1) * step
-        span_days = start.date() != (end or start).date()
-        moment_s = float(first)
-        while moment_s <= axis_start + axis_span:
-            moment = datetime.fromtimestamp(moment_s, tz=start.tzinfo)
-            ticks.append(TimeTick(x=x_of(moment), text=_tick_text(moment, step, span_days)))
-            moment_s += step
+    ticks = axis.ticks()
     count = len(moments)
     description = f"{count} {what} of {len(series)} series" + (
         f" from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC" if start and end else ""

@@ -3,9 +3,9 @@
 Every function returns a ``Measurement``: the value (None = no data), the counts it was
 computed from, and a detail mapping of ids-free facts for the report. Everything here
 only reads. Drills come through drills.service.list_runs and incidents through
-incidents.service.metrics; the payments, identity and risk tables, and the improvement
-items among the incident tasks, are read here directly: those domains have no aggregate
-read functions for them, and analytics queries do not belong in their hot-path services.
+incidents.service.metrics; the payments, identity and risk records, and the improvement
+items among the incident tasks, through those domains' read functions (payments.reports,
+identity.service, risk.service, incidents.service), never their tables.
 """
 
 from __future__ import annotations
@@ -17,16 +17,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from payguard.drills import service as drills
-from payguard.identity.models import AuthChallenge, LoginAttempt
+from payguard.identity import service as identity
 from payguard.incidents import service as incidents
-from payguard.incidents.models import IncidentTask
 from payguard.incidents.schemas import IncidentMetrics
-from payguard.payments.models import Payment, PaymentEvent
-from payguard.risk.models import RiskAlert, RiskLabel, RiskReceipt
+from payguard.payments import reports as payment_reports
+from payguard.risk import service as risk
 
 
 @dataclass
@@ -91,27 +89,15 @@ class Sources:
 
     def _read_payments(self) -> list[_PaymentFacts]:
         start, end = self.window.start, self.window.end
-        in_window = (Payment.created_at >= start, Payment.created_at < end)
         facts: dict[str, _PaymentFacts] = {}
-        for row in self.session.execute(
-            select(
-                Payment.id, Payment.kind, Payment.status, Payment.failure_code, Payment.decision
-            ).where(*in_window)
-        ):
+        for row in payment_reports.payments_created_between(self.session, start, end):
             decision = row.decision if isinstance(row.decision, dict) else {}
             facts[row.id] = _PaymentFacts(
                 row.id, row.kind, row.status, row.failure_code, decision.get("action")
             )
         if not facts:
             return []
-        events = self.session.execute(
-            select(
-                PaymentEvent.payment_id, PaymentEvent.status, PaymentEvent.detail, PaymentEvent.at
-            )
-            .join(Payment, Payment.id == PaymentEvent.payment_id)
-            .where(*in_window)
-            .order_by(PaymentEvent.id)
-        )
+        events = payment_reports.lifecycle_of_payments_created_between(self.session, start, end)
         for payment_id, status, detail, at in events:
             item = facts.get(payment_id)
             if item is None:
@@ -124,12 +110,8 @@ class Sources:
                 item.held_for_review = True
             elif status == "verified" and (detail or "").startswith(STEP_UP_PASSED):
                 item.stepped_up = True
-        labels = self.session.execute(
-            select(RiskLabel.payment_id, RiskLabel.label)
-            .join(Payment, Payment.id == RiskLabel.payment_id)
-            .where(*in_window)
-        )
-        for payment_id, label in labels:
+        labels = risk.labels_for(self.session, list(facts))
+        for payment_id, label in labels.items():
             if payment_id in facts:
                 facts[payment_id].label = label
         return list(facts.values())
@@ -175,11 +157,7 @@ def drill_defence_rate(sources: Sources, params: dict[str, Any]) -> Measurement:
 def open_vulnerabilities(sources: Sources, params: dict[str, Any]) -> Measurement:
     """Improvement items open at the end of the window (opened before it, not yet done)."""
     end = sources.window.end
-    rows = sources.session.execute(
-        select(IncidentTask.status, IncidentTask.done_at, IncidentTask.due_at).where(
-            IncidentTask.kind == "improvement", IncidentTask.created_at < end
-        )
-    ).all()
+    rows = incidents.improvement_items_created_before(sources.session, end)
     still_open = [
         row
         for row in rows
@@ -239,16 +217,9 @@ def payment_latency_p95(sources: Sources, params: dict[str, Any]) -> Measurement
         and item.received_at is not None
         and item.confirmed_at is not None
     ]
-    risk_ms = [
-        float(value)
-        for value in sources.session.scalars(
-            select(RiskReceipt.elapsed_ms).where(
-                RiskReceipt.at >= sources.window.start,
-                RiskReceipt.at < sources.window.end,
-                RiskReceipt.source == "pipeline",
-            )
-        )
-    ]
+    risk_ms = risk.pipeline_decision_times_ms(
+        sources.session, sources.window.start, sources.window.end
+    )
     detail: dict[str, Any] = {
         "payments": len(latencies),
         "risk_decisions": len(risk_ms),
@@ -271,49 +242,25 @@ def legit_step_up_rate(sources: Sources, params: dict[str, Any]) -> Measurement:
     stepped = [item for item in legit if item.stepped_up]
     # Challenges nobody completed left no payment; counted for the report, not the ratio
     # (an attacker's abandoned challenge is not a legitimate user's friction).
-    abandoned = sources.session.scalar(
-        select(func.count())
-        .select_from(AuthChallenge)
-        .where(
-            AuthChallenge.purpose == "step_up",
-            AuthChallenge.created_at >= sources.window.start,
-            AuthChallenge.created_at < sources.window.end,
-            AuthChallenge.status != "used",
-        )
+    abandoned = identity.step_up_challenges_not_used(
+        sources.session, sources.window.start, sources.window.end
     )
-    return _ratio(len(stepped), len(legit), challenges_not_completed=int(abandoned or 0))
+    return _ratio(len(stepped), len(legit), challenges_not_completed=abandoned)
 
 
 def login_success_rate(sources: Sources, params: dict[str, Any]) -> Measurement:
     """Customers' login attempts on existing accounts that succeeded."""
-    rows = sources.session.execute(
-        select(LoginAttempt.succeeded, LoginAttempt.reason, func.count())
-        .where(
-            LoginAttempt.at >= sources.window.start,
-            LoginAttempt.at < sources.window.end,
-            LoginAttempt.subject_kind == "customer",
-            LoginAttempt.subject_id.is_not(None),
-        )
-        .group_by(LoginAttempt.succeeded, LoginAttempt.reason)
-    ).all()
+    start, end = sources.window.start, sources.window.end
+    rows = identity.customer_login_outcomes(sources.session, start, end)
     total = sum(int(row[2]) for row in rows)
     succeeded = sum(int(row[2]) for row in rows if row[0])
     reasons = {str(row[1]): int(row[2]) for row in rows if not row[0]}
-    unknown = sources.session.scalar(
-        select(func.count())
-        .select_from(LoginAttempt)
-        .where(
-            LoginAttempt.at >= sources.window.start,
-            LoginAttempt.at < sources.window.end,
-            LoginAttempt.subject_kind == "customer",
-            LoginAttempt.subject_id.is_(None),
-        )
-    )
+    unknown = identity.unknown_customer_logins(sources.session, start, end)
     return _ratio(
         succeeded,
         total,
         failure_reasons=dict(sorted(reasons.items())),
-        unknown_account_attempts=int(unknown or 0),
+        unknown_account_attempts=unknown,
     )
 
 
@@ -363,14 +310,7 @@ def mean_time_to_dispose(sources: Sources, params: dict[str, Any]) -> Measuremen
     start, end = sources.window.start, sources.window.end
     alert_minutes = [
         (closed - created).total_seconds() / 60
-        for created, closed in sources.session.execute(
-            select(RiskAlert.created_at, RiskAlert.closed_at).where(
-                RiskAlert.closed_at.is_not(None),
-                RiskAlert.closed_at >= start,
-                RiskAlert.closed_at < end,
-            )
-        )
-        if closed is not None
+        for created, closed in risk.alerts_closed_between(sources.session, start, end)
     ]
     # Incidents reported in the window and contained, from detection to containment.
     incident_minutes = [

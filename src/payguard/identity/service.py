@@ -282,6 +282,54 @@ def staff_names(session: Session) -> dict[str, str]:
     return {staff_id: username for staff_id, username in rows}
 
 
+def step_up_challenges_not_used(session: Session, start: datetime, end: datetime) -> int:
+    """Step-up challenges created in [start, end) that were never used."""
+    found = session.scalar(
+        select(func.count())
+        .select_from(AuthChallenge)
+        .where(
+            AuthChallenge.purpose == "step_up",
+            AuthChallenge.created_at >= start,
+            AuthChallenge.created_at < end,
+            AuthChallenge.status != "used",
+        )
+    )
+    return int(found or 0)
+
+
+def customer_login_outcomes(
+    session: Session, start: datetime, end: datetime
+) -> list[tuple[bool, str, int]]:
+    """(succeeded, reason, how many) of customers' login attempts on existing accounts in
+    [start, end)."""
+    rows = session.execute(
+        select(LoginAttempt.succeeded, LoginAttempt.reason, func.count())
+        .where(
+            LoginAttempt.at >= start,
+            LoginAttempt.at < end,
+            LoginAttempt.subject_kind == "customer",
+            LoginAttempt.subject_id.is_not(None),
+        )
+        .group_by(LoginAttempt.succeeded, LoginAttempt.reason)
+    ).all()
+    return [(row[0], row[1], int(row[2])) for row in rows]
+
+
+def unknown_customer_logins(session: Session, start: datetime, end: datetime) -> int:
+    """Customer login attempts in [start, end) on no existing account."""
+    found = session.scalar(
+        select(func.count())
+        .select_from(LoginAttempt)
+        .where(
+            LoginAttempt.at >= start,
+            LoginAttempt.at < end,
+            LoginAttempt.subject_kind == "customer",
+            LoginAttempt.subject_id.is_(None),
+        )
+    )
+    return int(found or 0)
+
+
 def revoke_session(session: Session, session_id: str) -> None:
     sessions.revoke(session, session_id, reason="logout")
 

@@ -24,7 +24,6 @@ The counters are in-process (per server process); the records go through the dat
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 import time
@@ -34,10 +33,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import anyio
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from payguard.errors import ProblemError
+from payguard.middleware_common import bearer_token, send_too_many, token_digest
 from payguard.observability import get_logger
 from payguard.settings import Settings
 
@@ -47,7 +46,6 @@ log = get_logger("payguard.identity.staff_watch")
 # devices and instruction evidence.
 STAFF_READ_PREFIXES = ("/v1/customers", "/v1/accounts", "/v1/payments", "/v1/devices")
 DEFAULT_PAGE = 50
-PROBLEM_JSON = "application/problem+json"
 ALERT_READS = "staff_read_volume"
 ALERT_REFUSALS = "staff_refusals"
 
@@ -89,19 +87,6 @@ def read_weight(path: str, query_string: bytes) -> int:
         return DEFAULT_PAGE
 
 
-def _token(scope: Scope) -> str | None:
-    for name, value in scope.get("headers") or ():
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return str(token).strip()
-    return None
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()[:32]
-
-
 class StaffWatch:
     """ASGI middleware; the counters of one server process."""
 
@@ -119,8 +104,8 @@ class StaffWatch:
             await self.app(scope, receive, send)
             return
         method = scope.get("method")
-        token = _token(scope)
-        digest = _digest(token) if token else None
+        token = bearer_token(scope)
+        digest = token_digest(token) if token else None
         reading = method == "GET" and path.startswith(STAFF_READ_PREFIXES)
         if reading and digest is not None and self._still_blocked(digest):
             await self._refuse(scope, send)
@@ -193,19 +178,7 @@ class StaffWatch:
             "the security team has been alerted",
             retry_after_seconds=retry_after,
         )
-        body = orjson.dumps(problem.to_problem(instance=scope.get("path")))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 429,
-                "headers": [
-                    (b"content-type", PROBLEM_JSON.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", str(retry_after).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_too_many(scope, send, problem, retry_after)
 
     def _record_reads(self, scope: Scope, principal: Any, crossed: dict[str, Any]) -> None:
         from payguard.events import service as events

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -38,7 +39,7 @@ from payguard.incidents.schemas import (
     TimelineEntryOut,
     TimelineOut,
 )
-from payguard.web import PrincipalDep, ServicesDep, access
+from payguard.web import PrincipalDep, Services, ServicesDep, access
 
 router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
 
@@ -51,6 +52,15 @@ def detail(session: Session, incident: Incident) -> IncidentDetail:
         tasks=[TaskOut.model_validate(task) for task in service.tasks_of(session, incident.id)],
         links=[LinkOut.model_validate(link) for link in service.links_of(session, incident.id)],
     )
+
+
+def _changed(svc: Services, change: Callable[[Session], Incident]) -> IncidentDetail:
+    """Run ``change`` in one transaction and answer the incident it returns, in detail."""
+
+    def work(session: Session) -> IncidentDetail:
+        return detail(session, change(session))
+
+    return svc.db.transact(work)
 
 
 @router.get("", summary="Incidents, newest first", **access(Permission.INCIDENTS_READ))
@@ -83,8 +93,8 @@ def list_incidents(
     **access(Permission.INCIDENTS_MANAGE),
 )
 def open_incident(body: IncidentOpen, principal: PrincipalDep, svc: ServicesDep) -> IncidentDetail:
-    def work(session: Session) -> IncidentDetail:
-        incident = service.open_incident(
+    def change(session: Session) -> Incident:
+        return service.open_incident(
             session,
             svc.settings,
             title=body.title,
@@ -96,9 +106,8 @@ def open_incident(body: IncidentOpen, principal: PrincipalDep, svc: ServicesDep)
             detected_at=body.detected_at,
             first_evidence_at=body.first_evidence_at,
         )
-        return detail(session, incident)
 
-    return svc.db.transact(work)
+    return _changed(svc, change)
 
 
 @router.get(
@@ -145,13 +154,12 @@ def get_incident(incident_id: str, svc: ServicesDep) -> IncidentDetail:
 def update_record(
     incident_id: str, body: RecordIn, principal: PrincipalDep, svc: ServicesDep
 ) -> IncidentDetail:
-    def work(session: Session) -> IncidentDetail:
-        incident = service.update_record(
+    def change(session: Session) -> Incident:
+        return service.update_record(
             session, incident_id, actor=principal.subject_id, **body.model_dump()
         )
-        return detail(session, incident)
 
-    return svc.db.transact(work)
+    return _changed(svc, change)
 
 
 @router.post(
@@ -162,8 +170,8 @@ def update_record(
 def set_status(
     incident_id: str, body: StatusIn, principal: PrincipalDep, svc: ServicesDep
 ) -> IncidentDetail:
-    def work(session: Session) -> IncidentDetail:
-        incident = service.set_status(
+    def change(session: Session) -> Incident:
+        return service.set_status(
             session,
             incident_id,
             body.status,
@@ -174,9 +182,8 @@ def set_status(
             measures=body.measures,
             lessons=body.lessons,
         )
-        return detail(session, incident)
 
-    return svc.db.transact(work)
+    return _changed(svc, change)
 
 
 @router.post(
@@ -190,7 +197,7 @@ def grade(
     if body.grade is None and body.impact is None and not body.clear_override:
         raise ValidationProblem("give grade and reason, impact, or clear_override")
 
-    def work(session: Session) -> IncidentDetail:
+    def change(session: Session) -> Incident:
         actor = principal.subject_id
         if body.impact is not None:
             service.update_impact(
@@ -206,9 +213,9 @@ def grade(
             service.override_grade(
                 session, incident_id, body.grade, reason=body.reason or "", actor=actor
             )
-        return detail(session, service.get_incident(session, incident_id))
+        return service.get_incident(session, incident_id)
 
-    return svc.db.transact(work)
+    return _changed(svc, change)
 
 
 @router.post(

@@ -5,9 +5,10 @@ approvals and risk commands do; reading commands need no identity."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -25,16 +26,23 @@ from payguard.incidents.schemas import LANGUAGES, IncidentMetrics, Language
 incidents_app = typer.Typer(help="Incidents: grades, flow, roles, tasks, timeline, reports",
                             no_args_is_help=True)  # fmt: skip
 console = Console(soft_wrap=True)  # ids and titles stay whole, for copy and paste
+T = TypeVar("T")
 
 
-def _acting(services: Any, acting: str, otp: str, work: Any) -> Any:
-    """Prove the staff member with their TOTP code, then run ``work(session, actor)``."""
+def _as_staff(acting: str, otp: str, work: Callable[[Any, Session, str], T]) -> T:
+    """In one transaction, prove the staff member with their TOTP code, then run
+    ``work(services, session, actor)`` and return what it returns."""
 
-    def inside(session: Session) -> Any:
-        principal = identity.staff_by_totp(session, services.settings, acting, otp)
-        return work(session, principal.subject_id)
+    def run(services: Any) -> T:
+        def inside(session: Session) -> T:
+            principal = identity.staff_by_totp(session, services.settings, acting, otp)
+            return work(services, session, principal.subject_id)
 
-    return services.db.transact(inside)
+        result: T = services.db.transact(inside)
+        return result
+
+    result: T = _with_services(run)
+    return result
 
 
 def _when(text: str | None, option: str) -> datetime | None:
@@ -103,22 +111,18 @@ def open_(
     """Open an incident by hand; its grade is computed from the impact facts."""
     links = _links(link)
 
-    def run(services: Any) -> Incident:
-        def work(session: Session, actor: str) -> Incident:
-            return service.open_incident(
-                session,
-                services.settings,
-                title=title,
-                category=category,
-                impact=_impact(people, money, hours, regions),
-                created_by=actor,
-                links=links,
-            )
+    def work(services: Any, session: Session, actor: str) -> Incident:
+        return service.open_incident(
+            session,
+            services.settings,
+            title=title,
+            category=category,
+            impact=_impact(people, money, hours, regions),
+            created_by=actor,
+            links=links,
+        )
 
-        result: Incident = _acting(services, acting, otp, work)
-        return result
-
-    _show_line(_with_services(run))
+    _show_line(_as_staff(acting, otp, work))
 
 
 @incidents_app.command("list")
@@ -224,20 +228,16 @@ def grade(
     if not impact and to is None and not clear:
         raise ValidationProblem("give --grade with --reason, --clear, or impact facts")
 
-    def run(services: Any) -> Incident:
-        def work(session: Session, actor: str) -> Incident:
-            if impact:
-                service.update_impact(session, services.settings, incident_id, impact, actor=actor)
-            if clear:
-                service.clear_grade_override(session, incident_id, actor=actor)
-            if to is not None:
-                service.override_grade(session, incident_id, to, reason=reason or "", actor=actor)
-            return service.get_incident(session, incident_id)
+    def work(services: Any, session: Session, actor: str) -> Incident:
+        if impact:
+            service.update_impact(session, services.settings, incident_id, impact, actor=actor)
+        if clear:
+            service.clear_grade_override(session, incident_id, actor=actor)
+        if to is not None:
+            service.override_grade(session, incident_id, to, reason=reason or "", actor=actor)
+        return service.get_incident(session, incident_id)
 
-        result: Incident = _acting(services, acting, otp, work)
-        return result
-
-    _show_line(_with_services(run))
+    _show_line(_as_staff(acting, otp, work))
 
 
 @incidents_app.command("status")
@@ -254,24 +254,20 @@ def status(
 ) -> None:
     """Move the incident one step: reported → confirmed → contained → recovered → closed."""
 
-    def run(services: Any) -> Incident:
-        def work(session: Session, actor: str) -> Incident:
-            return service.set_status(
-                session,
-                incident_id,
-                to,
-                actor=actor,
-                note=note,
-                summary=summary,
-                root_cause=root_cause,
-                measures=measures,
-                lessons=lessons,
-            )
+    def work(services: Any, session: Session, actor: str) -> Incident:
+        return service.set_status(
+            session,
+            incident_id,
+            to,
+            actor=actor,
+            note=note,
+            summary=summary,
+            root_cause=root_cause,
+            measures=measures,
+            lessons=lessons,
+        )
 
-        result: Incident = _acting(services, acting, otp, work)
-        return result
-
-    _show_line(_with_services(run))
+    _show_line(_as_staff(acting, otp, work))
 
 
 @incidents_app.command("record")
@@ -286,22 +282,18 @@ def record(
 ) -> None:
     """Write the summary, root cause, measures and lessons of the record."""
 
-    def run(services: Any) -> Incident:
-        def work(session: Session, actor: str) -> Incident:
-            return service.update_record(
-                session,
-                incident_id,
-                actor=actor,
-                summary=summary,
-                root_cause=root_cause,
-                measures=measures,
-                lessons=lessons,
-            )
+    def work(services: Any, session: Session, actor: str) -> Incident:
+        return service.update_record(
+            session,
+            incident_id,
+            actor=actor,
+            summary=summary,
+            root_cause=root_cause,
+            measures=measures,
+            lessons=lessons,
+        )
 
-        result: Incident = _acting(services, acting, otp, work)
-        return result
-
-    _show_line(_with_services(run))
+    _show_line(_as_staff(acting, otp, work))
 
 
 @incidents_app.command("assign")
@@ -314,15 +306,11 @@ def assign(
 ) -> None:
     """Give a staff member a role on the incident."""
 
-    def run(services: Any) -> str:
-        def work(session: Session, actor: str) -> str:
-            done = service.assign_role(session, incident_id, role, staff, actor=actor)
-            return f"{done.role} → {done.staff_id}"
+    def work(services: Any, session: Session, actor: str) -> str:
+        done = service.assign_role(session, incident_id, role, staff, actor=actor)
+        return f"{done.role} → {done.staff_id}"
 
-        result: str = _acting(services, acting, otp, work)
-        return result
-
-    console.print(_with_services(run))
+    console.print(_as_staff(acting, otp, work))
 
 
 @incidents_app.command("task")
@@ -340,23 +328,19 @@ def task(
     """Add a task (or, with --improvement, an improvement item)."""
     due_at = _when(due, "--due")
 
-    def run(services: Any) -> str:
-        def work(session: Session, actor: str) -> str:
-            added = service.add_task(
-                session,
-                incident_id,
-                title=title,
-                owner=owner,
-                due_at=due_at,
-                kind="improvement" if improvement else "task",
-                actor=actor,
-            )
-            return f"{added.id}  {added.kind}: {added.title}"
+    def work(services: Any, session: Session, actor: str) -> str:
+        added = service.add_task(
+            session,
+            incident_id,
+            title=title,
+            owner=owner,
+            due_at=due_at,
+            kind="improvement" if improvement else "task",
+            actor=actor,
+        )
+        return f"{added.id}  {added.kind}: {added.title}"
 
-        result: str = _acting(services, acting, otp, work)
-        return result
-
-    console.print(_with_services(run))
+    console.print(_as_staff(acting, otp, work))
 
 
 @incidents_app.command("task-status")
@@ -368,15 +352,11 @@ def task_status(
 ) -> None:
     """Mark a task done or cancelled."""
 
-    def run(services: Any) -> str:
-        def work(session: Session, actor: str) -> str:
-            changed = service.set_task_status(session, task_id, to, actor=actor)
-            return f"{changed.id}  {changed.status}"
+    def work(services: Any, session: Session, actor: str) -> str:
+        changed = service.set_task_status(session, task_id, to, actor=actor)
+        return f"{changed.id}  {changed.status}"
 
-        result: str = _acting(services, acting, otp, work)
-        return result
-
-    console.print(_with_services(run))
+    console.print(_as_staff(acting, otp, work))
 
 
 @incidents_app.command("link")
@@ -389,15 +369,11 @@ def link(
 ) -> None:
     """Link an alert, account, payment, customer, device or merchant."""
 
-    def run(services: Any) -> str:
-        def work(session: Session, actor: str) -> str:
-            added = service.link(session, incident_id, kind, ref, actor=actor)
-            return f"{kind}:{ref} " + ("linked" if added else "was already linked")
+    def work(services: Any, session: Session, actor: str) -> str:
+        added = service.link(session, incident_id, kind, ref, actor=actor)
+        return f"{kind}:{ref} " + ("linked" if added else "was already linked")
 
-        result: str = _acting(services, acting, otp, work)
-        return result
-
-    console.print(_with_services(run))
+    console.print(_as_staff(acting, otp, work))
 
 
 @incidents_app.command("note")
@@ -409,15 +385,11 @@ def note(
 ) -> None:
     """Add a manual timeline entry."""
 
-    def run(services: Any) -> str:
-        def work(session: Session, actor: str) -> str:
-            entry = service.add_note(session, incident_id, text, actor=actor)
-            return f"noted at {entry.at.isoformat(timespec='seconds')}"
+    def work(services: Any, session: Session, actor: str) -> str:
+        entry = service.add_note(session, incident_id, text, actor=actor)
+        return f"noted at {entry.at.isoformat(timespec='seconds')}"
 
-        result: str = _acting(services, acting, otp, work)
-        return result
-
-    console.print(_with_services(run))
+    console.print(_as_staff(acting, otp, work))
 
 
 @incidents_app.command("timeline")

@@ -39,8 +39,9 @@ from payguard import clock, ids
 from payguard.errors import Conflict, Forbidden, NotFound, ProblemError, ValidationProblem
 from payguard.events import service as events
 from payguard.identity import approvals, permissions
+from payguard.identity import service as identity
 from payguard.identity.approvals import Action, ActionCatalogue
-from payguard.identity.models import ApprovalRequest, StaffUser
+from payguard.identity.models import ApprovalRequest
 from payguard.identity.permissions import Permission
 from payguard.identity.service import Principal
 from payguard.incidents import actions
@@ -727,8 +728,8 @@ def _plan(step: PlaybookStepRun) -> dict[str, Any]:
 def _requester(session: Session, started_by: str) -> Principal:
     """Who asks for a guarded step's approval: the staff member who started the run, or
     the platform itself (intake, a drill) acting as incident commander."""
-    staff = session.get(StaffUser, started_by)
-    role = staff.role if staff is not None else "incident_commander"
+    found = identity.staff_role(session, started_by)
+    role = found if found is not None else "incident_commander"
     return Principal(kind="staff", subject_id=started_by, session_id="playbook", role=role)
 
 
@@ -961,8 +962,8 @@ def approval_action(settings: Settings, risk: Any = None) -> Action:
         spec = actions.get(step.action)
         approver = record.decided_by or ""
         if spec.approver_permission is not None:
-            staff = session.get(StaffUser, approver)
-            if staff is None or not permissions.role_has(staff.role, spec.approver_permission):
+            role = identity.staff_role(session, approver)
+            if role is None or not permissions.role_has(role, spec.approver_permission):
                 raise Forbidden(
                     f"approving {step.action} also needs the permission "
                     f"'{spec.approver_permission}' (a playbook does not widen a role)"

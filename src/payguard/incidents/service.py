@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -814,6 +814,24 @@ def overdue_tasks(session: Session, *, at: datetime | None = None) -> Sequence[I
         IncidentTask.due_at < moment,
     )
     return list(session.scalars(query.order_by(IncidentTask.due_at)))
+
+
+class ImprovementItem(NamedTuple):
+    """An improvement task, as the evaluation reads it."""
+
+    status: str
+    done_at: datetime | None
+    due_at: datetime | None
+
+
+def improvement_items_created_before(session: Session, end: datetime) -> list[ImprovementItem]:
+    """The improvement tasks created before ``end``, whatever their status."""
+    rows = session.execute(
+        select(IncidentTask.status, IncidentTask.done_at, IncidentTask.due_at).where(
+            IncidentTask.kind == "improvement", IncidentTask.created_at < end
+        )
+    ).all()
+    return [ImprovementItem(row.status, row.done_at, row.due_at) for row in rows]
 
 
 # ------------------------------------------------------------------------------ metrics

@@ -114,6 +114,8 @@ def _recipient(
         raise ValidationProblem(f"to_customer_id is only for the customer audience ({audience})")
     if audience == "internal":
         if to_staff_id:
+            from payguard.identity.service import staff_exists
+
             if not staff_exists(session, to_staff_id):
                 raise NotFound(f"no staff member '{to_staff_id}'")
             # Staff have no contact on file: they read it here, or the internal channel

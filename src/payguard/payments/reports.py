@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from payguard.payments.models import Payment, PaymentStatus
+from payguard.payments.models import Payment, PaymentEvent, PaymentStatus
 
 # Statuses whose money has moved for good (posted is the instant before confirmed).
 SETTLED = (PaymentStatus.CONFIRMED.value, PaymentStatus.POSTED.value)
@@ -84,6 +84,55 @@ def payment_instruction(session: Session, payment_id: str) -> dict[str, Any] | N
     """The instruction as stored (bank accounts are already masked there)."""
     found = session.scalar(select(Payment.instruction).where(Payment.id == payment_id))
     return dict(found) if found is not None else None
+
+
+@dataclass(frozen=True)
+class WindowPayment:
+    """One payment created in a window, as the indicators read it."""
+
+    id: str
+    kind: str
+    status: str
+    failure_code: str | None
+    decision: Any
+
+
+class LifecycleStep(NamedTuple):
+    """One lifecycle event of a payment."""
+
+    payment_id: str
+    status: str
+    detail: str | None
+    at: datetime
+
+
+def payments_created_between(
+    session: Session, start: datetime, end: datetime
+) -> list[WindowPayment]:
+    """The payments created in [start, end), with their outcome and risk decision."""
+    rows = session.execute(
+        select(
+            Payment.id, Payment.kind, Payment.status, Payment.failure_code, Payment.decision
+        ).where(Payment.created_at >= start, Payment.created_at < end)
+    )
+    return [
+        WindowPayment(row.id, row.kind, row.status, row.failure_code, row.decision) for row in rows
+    ]
+
+
+def lifecycle_of_payments_created_between(
+    session: Session, start: datetime, end: datetime
+) -> list[LifecycleStep]:
+    """The lifecycle events of the payments created in [start, end), in the order written."""
+    rows = session.execute(
+        select(PaymentEvent.payment_id, PaymentEvent.status, PaymentEvent.detail, PaymentEvent.at)
+        .join(Payment, Payment.id == PaymentEvent.payment_id)
+        .where(Payment.created_at >= start, Payment.created_at < end)
+        .order_by(PaymentEvent.id)
+    )
+    return [
+        LifecycleStep(payment_id, status, detail, at) for payment_id, status, detail, at in rows
+    ]
 
 
 def hour_floor(moment: datetime) -> datetime:

@@ -323,6 +323,34 @@ def went_ahead_since(session: Session, since: datetime, *, limit: int) -> list[d
     return kept
 
 
+def pipeline_decision_times_ms(session: Session, start: datetime, end: datetime) -> list[float]:
+    """How long (ms) each of this platform's own decisions in [start, end) took."""
+    return [
+        float(value)
+        for value in session.scalars(
+            select(RiskReceipt.elapsed_ms).where(
+                RiskReceipt.at >= start,
+                RiskReceipt.at < end,
+                RiskReceipt.source == "pipeline",
+            )
+        )
+    ]
+
+
+def alerts_closed_between(
+    session: Session, start: datetime, end: datetime
+) -> list[tuple[datetime, datetime]]:
+    """(opened, closed) of the alerts closed in [start, end)."""
+    rows = session.execute(
+        select(RiskAlert.created_at, RiskAlert.closed_at).where(
+            RiskAlert.closed_at.is_not(None),
+            RiskAlert.closed_at >= start,
+            RiskAlert.closed_at < end,
+        )
+    )
+    return [(created, closed) for created, closed in rows if closed is not None]
+
+
 def labels_for(session: Session, payment_ids: Sequence[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     wanted = list(payment_ids)
