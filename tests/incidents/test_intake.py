@@ -323,3 +323,40 @@ def test_an_alert_without_the_group_goes_to_the_next_mapping(
         [incident] = incidents.list_incidents(session)
     assert incident.dedup_key == "blocked-severe:acc_outside"
     assert incident.category == "08"
+
+
+def test_an_alert_on_a_merchant_account_runs_the_merchant_playbook(
+    client: TestClient, settings: Settings
+) -> None:
+    """Seed 002: money leaving a merchant's own account is held; intake names the
+    merchant, opens the merchant-platform incident and starts the leaked-credentials
+    playbook, which suspends that merchant's payouts."""
+    from tests.factories import create_merchant
+
+    owner = register(client, f"owner{uuid.uuid4().hex[:6]}")
+    shop = create_merchant(client, settings, "Harbour Shop", owner)
+    services = client.app.state.services  # type: ignore[attr-defined]
+    services.db.transact(
+        lambda s: risk.open_alert(
+            s,
+            kind="block",
+            severity="high",
+            title="payment blocked",
+            reason_codes=["NEW_DEVICE_LARGE_AMOUNT"],
+            account_id=shop["account_id"],
+            customer_id=owner.id,
+            amount=5_400_000,
+            currency="CNY",
+        )
+    )
+    assert intake.process_events(services) >= 1
+    with services.db.read() as session:
+        [incident] = incidents.list_incidents(session)
+        links = {(link.kind, link.ref) for link in incidents.links_of(session, incident.id)}
+        texts = [entry.text for entry in incidents.timeline(session, incident.id)]
+    assert incident.dedup_key == f"merchant-platform-abuse:{shop['id']}"
+    assert ("merchant", shop["id"]) in links and ("customer", owner.id) in links
+    assert any("leaked-merchant-credentials" in text for text in texts), texts
+    suspended = client.get("/v1/controls", headers=staff_auth(settings, "admin"))
+    assert suspended.status_code == 200, suspended.text
+    assert f"merchant_payouts:{shop['id']}" in suspended.text

@@ -56,7 +56,7 @@ log = get_logger("payguard.incidents.intake")
 SHIPPED_INTAKE = Path(__file__).parent / "data" / "intake.yaml"
 CURSOR = "intake"
 ACTOR = "intake"
-GROUPS = ("account", "customer", "payment", "global")
+GROUPS = ("account", "customer", "payment", "merchant", "global")
 IMPACT_SOURCES = ("alert_amount", "customers", "hits")
 # An id gap younger than this may be a transaction that has not committed yet: wait for it.
 SETTLE_SECONDS = 2.0
@@ -373,6 +373,8 @@ def _handle(
     if topic.startswith("incident."):
         _notify_roles(session, settings, topic, payload)
         return
+    if topic == "risk.alert_opened" and payload.get("account_id"):
+        _name_the_merchant(session, payload)
     # The first mapping that matches and can group the event (an alert of the assess API
     # has no customer, so a per-customer mapping passes it on to the next one).
     mapping = next(
@@ -388,6 +390,18 @@ def _handle(
         taken = _apply_mapping(session, settings, services, mapping, event, payload, at)
     if not taken:
         _follow(session, config, topic, payload, at)
+
+
+def _name_the_merchant(session: Session, payload: dict[str, Any]) -> None:
+    """An alert on a merchant's own account (money leaving the merchant platform, seed
+    002) names the merchant, so a mapping can match ``subject_kind: merchant`` and its
+    playbook can act on the merchant (secure its funds, suspend its payouts)."""
+    from payguard.payments import service as payments  # the payment path imports intake's peers
+
+    merchant = payments.merchant_of_account(session, str(payload["account_id"]))
+    if merchant is not None:
+        payload.setdefault("merchant_id", merchant.id)
+        payload.setdefault("subject_kind", "merchant")
 
 
 # ------------------------------------------------------------------------------ (a) open
@@ -492,6 +506,7 @@ def _title(mapping: Mapping, payload: dict[str, Any], hits: list[IncidentIntakeH
         "account_id": payload.get("account_id") or "-",
         "customer_id": payload.get("customer_id") or "-",
         "payment_id": payload.get("payment_id") or "-",
+        "merchant_id": payload.get("merchant_id") or "-",
         "alert_id": payload.get("alert_id") or "-",
         "reason_codes": ", ".join(payload.get("reason_codes") or ()) or "-",
         "count": len(hits),

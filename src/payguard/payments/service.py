@@ -1236,6 +1236,11 @@ def find_merchant(session: Session, merchant_id: str) -> Merchant | None:
     return session.get(Merchant, merchant_id)
 
 
+def merchant_of_account(session: Session, account_id: str) -> Merchant | None:
+    """The merchant whose ledger account this is, or ``None`` (a customer's wallet)."""
+    return session.scalar(select(Merchant).where(Merchant.account_id == account_id).limit(1))
+
+
 def _merchant_out(merchant: Merchant) -> MerchantOut:
     return MerchantOut(
         id=merchant.id,
