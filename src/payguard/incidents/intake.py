@@ -60,8 +60,18 @@ GROUPS = ("account", "customer", "payment", "merchant", "global")
 IMPACT_SOURCES = ("alert_amount", "customers", "hits")
 # An id gap younger than this may be a transaction that has not committed yet: wait for it.
 SETTLE_SECONDS = 2.0
-# Playbook steps record their own timeline entries (kind "action").
-_SELF_RECORDED = ("playbook.step_done", "playbook.step_failed")
+
+
+def _recorded_by_its_playbook(topic: str, payload: dict[str, Any]) -> bool:
+    """A playbook writes its own timeline entries (its start, every step with its result,
+    a wait for approval, its end); the events it and its actions emit would repeat them."""
+    if topic.startswith("playbook."):
+        return True
+    return topic.startswith("controls.") and bool(
+        payload.get("run_id") or payload.get("incident_id")
+    )
+
+
 _TIMELINE_KIND_BY_PREFIX = (
     ("risk.", "alert"),
     ("approval.", "approval"),
@@ -692,7 +702,7 @@ def _follow(
     related = topic == "risk.alert_opened" or topic.startswith(config.follow_topics)
     if not related:
         return
-    if topic in _SELF_RECORDED and targets:
+    if targets and _recorded_by_its_playbook(topic, payload):
         return
     if not targets:
         for key, kind in _LINK_KEYS:
